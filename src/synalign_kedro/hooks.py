@@ -1,0 +1,110 @@
+"""Kedro hooks: the embedded LLM server's lifecycle, and run information (device, timings, LLM usage).
+
+The embedded llama.cpp server is started lazily by the first node that needs it
+(``core.llm_server.embedded_endpoint``), so a run whose LLM calls are all cached starts no server; this
+hook makes sure it is stopped when the run ends, fails, or is interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from synalign_kedro.core import llm_server
+
+logger = logging.getLogger(__name__)
+
+
+def _mlflow_active() -> bool:
+    try:
+        import mlflow
+
+        return mlflow.active_run() is not None
+    except Exception:  # pragma: no cover - mlflow is a hard dependency, but never fail a run for tracking
+        return False
+
+
+class LLMServerHook:
+    """Stops every embedded LLM server when the pipeline ends, fails, or gets SIGTERM/SIGINT."""
+
+    def __init__(self) -> None:
+        self._previous_handlers: dict[int, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        # API keys for remote endpoints live in conf/<env>/credentials.yml under `llm`; they are handed to
+        # the core registry here and never pass through parameters (so never reach logs or MLflow params).
+        try:
+            credentials = context.config_loader["credentials"]
+        except Exception:  # no credentials file at all is fine
+            credentials = {}
+        llm_credentials = (credentials or {}).get("llm") or {}
+        if llm_credentials.get("api_key"):
+            llm_server.register_api_key(llm_credentials["api_key"])
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        for sig in (signal.SIGTERM,):
+            try:
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not in the main thread (e.g. kedro-viz): nothing to install
+                pass
+
+    def _on_signal(self, signum, frame) -> None:
+        logger.warning("Signal %s received: stopping embedded LLM servers", signum)
+        llm_server.stop_all()
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous_handlers.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, TypeError):
+                pass
+        self._previous_handlers.clear()
+
+    @hook_impl
+    def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
+        llm_server.stop_all()
+        self._restore()
+
+    @hook_impl
+    def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
+        llm_server.stop_all()
+        self._restore()
+
+
+class RunInfoHook:
+    """Logs node timings and the torch device; sends them to MLflow when a run is active."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        from synalign_kedro.core.device import describe_device, resolve_device
+
+        device = describe_device(resolve_device("auto"))
+        logger.info("Run env=%s, device=%s", run_params.get("env"), device)
+        if _mlflow_active():
+            import mlflow
+
+            mlflow.set_tags({"kedro_env": str(run_params.get("env") or "local"), "device": device})
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        seconds = time.perf_counter() - self._started.pop(node.name, time.perf_counter())
+        logger.info("Node %s took %.2f s", node.name, seconds)
+        if _mlflow_active():
+            import mlflow
+
+            safe = "".join(c if c.isalnum() or c in "._-/" else "_" for c in node.name)
+            mlflow.log_metric(f"node_seconds/{safe}", seconds)

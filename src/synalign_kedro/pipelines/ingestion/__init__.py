@@ -1,0 +1,5 @@
+"""Ingestion: read, validate, clean and split the real labelled data."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

