@@ -1,0 +1,48 @@
+"""The ingestion pipeline through a real KedroSession: outputs land in the catalog; bad input loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from synalign_kedro.core.ingestion import IngestionError
+from tests.kedro_helpers import run_kedro, scratch_project
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    root = scratch_project(tmp_path)
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_ingestion_run_then_bad_input_keeps_earlier_outputs(project):
+    run_kedro(project, pipeline="ingestion")
+    train_file = project / "data/03_primary/real_train.parquet"
+    train = pd.read_parquet(train_file)
+    assert list(train.columns) == ["row_id", "text", "label"] and len(train) == 2000
+    report = json.loads((project / "data/08_reporting/ingestion_report.json").read_text())
+    assert report["dataset"] == "sst2" and report["train"]["rows_kept"] == 2000
+    before = train_file.stat().st_mtime_ns
+
+    bad = project / "data/01_raw/bad.csv"
+    bad.write_text("text,label\ngreat,positive\nawful,\n", encoding="utf-8")
+    (project / "conf/test/parameters_dataset_bad.yml").write_text(
+        "dataset_bad:\n  train_path: data/01_raw/bad.csv\n  test_path: null\n  text_column: text\n  label_column: label\n"
+    )
+    with pytest.raises(IngestionError, match=r"bad\.csv: column 'label' has no label on 1 row\(s\): data rows 2"):
+        run_kedro(project, pipeline="ingestion", params={"dataset": "bad"})
+    assert train_file.stat().st_mtime_ns == before
+    assert len(pd.read_parquet(train_file)) == 2000
+
+
+def test_dataset_switch_and_unknown_dataset(project):
+    run_kedro(project, pipeline="ingestion", params={"dataset": "ag_news"})
+    labels = set(pd.read_parquet(project / "data/03_primary/real_train.parquet")["label"])
+    assert labels == {"World", "Sports", "Business", "Sci/Tech"}
+    with pytest.raises(IngestionError, match=r"unknown dataset 'imdb'.*parameters_dataset_imdb\.yml"):
+        run_kedro(project, pipeline="ingestion", params={"dataset": "imdb"})
+    assert os.path.exists(project / "data/03_primary/real_train.parquet")
