@@ -65,7 +65,7 @@ def embed_texts(
     texts = [str(t) for t in texts]
     if not texts:
         encoder = load_embedder(model, device)
-        return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float32)
+        return np.zeros((0, encoder.get_embedding_dimension()), dtype=np.float32)
     cache_path = None
     if cache_dir is not None:
         cache_path = Path(cache_dir) / f"{embedding_key(texts, model, normalize)}.npy"

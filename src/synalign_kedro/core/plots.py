@@ -1,0 +1,199 @@
+"""Evaluation figures (SynAlign sec. 4.3 figure 3, sec. 4.4.1 figures 4-5).
+
+- :func:`joint_tsne`: one t-SNE over the real embeddings and every variant's synthetic embeddings together
+  (one shared 2-D map, so the panels are comparable and t-SNE runs once, not once per variant).
+- :func:`tsne_grid_figure`: figure 3, one panel per variant, real (grey) vs synthetic (coloured).
+- :func:`coverage_figure`: figure 4(b)/5, coverage rate against sampling step per sampler (GP vs random),
+  from the exploration pipeline's coverage table.
+
+Figures are returned as matplotlib ``Figure`` objects (the Agg backend; nothing is shown).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+
+REAL_COLOUR = "#9e9e9e"
+SYNTHETIC_COLOUR = "#d95f02"
+
+
+def _subsample(array: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
+    if array.shape[0] <= max_points:
+        return array
+    return array[np.sort(rng.choice(array.shape[0], size=max_points, replace=False))]
+
+
+def joint_tsne(
+    real: np.ndarray,
+    variants: dict[str, np.ndarray],
+    max_real: int = 500,
+    max_per_variant: int = 200,
+    perplexity: float = 30.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Embed ``real`` and every array in ``variants`` into one 2-D t-SNE map (sklearn ``TSNE``, PCA
+    initialisation, ``seed``). Each set is first subsampled (seeded) to ``max_real`` / ``max_per_variant``
+    rows. Empty variants map to empty (0, 2) arrays. Returns (real_2d, {variant: variant_2d}).
+    """
+    real_values = np.asarray(real, dtype=np.float32)
+    if real_values.ndim != 2 or real_values.shape[0] == 0:
+        raise ValueError(f"real embeddings must be a non-empty 2-D array; got shape {real_values.shape}")
+    rng = np.random.default_rng(seed)
+    parts = [_subsample(real_values, max_real, rng)]
+    names = []
+    for name, embeddings in variants.items():
+        values = np.asarray(embeddings, dtype=np.float32)
+        if values.size == 0:
+            values = np.zeros((0, real_values.shape[1]), dtype=np.float32)
+        if values.ndim != 2 or values.shape[1] != real_values.shape[1]:
+            raise ValueError(
+                f"variant {name!r} embeddings have shape {values.shape}; expected (n, {real_values.shape[1]})"
+            )
+        parts.append(_subsample(values, max_per_variant, rng))
+        names.append(name)
+    stacked = np.concatenate(parts, axis=0)
+    # t-SNE needs perplexity < number of points.
+    effective_perplexity = min(perplexity, max(1.0, (stacked.shape[0] - 1) / 3.0))
+    points = TSNE(
+        n_components=2, perplexity=effective_perplexity, init="pca", random_state=seed
+    ).fit_transform(stacked)
+    bounds = np.cumsum([part.shape[0] for part in parts])
+    pieces = np.split(points, bounds[:-1])
+    return pieces[0], dict(zip(names, pieces[1:], strict=True))
+
+
+def tsne_grid_figure(
+    real_2d: np.ndarray, variants_2d: dict[str, np.ndarray], columns: int = 3, title: str | None = None
+) -> plt.Figure:
+    """Figure 3: one panel per variant with the real points (grey) under the variant's synthetic points."""
+    names = list(variants_2d) or ["(no synthetic variant)"]
+    columns = max(1, min(columns, len(names)))
+    rows = math.ceil(len(names) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.0 * rows), squeeze=False)
+    for axis, name in zip(axes.flat, names, strict=False):
+        synthetic = variants_2d.get(name, np.zeros((0, 2)))
+        axis.scatter(
+            real_2d[:, 0], real_2d[:, 1], s=6, c=REAL_COLOUR, alpha=0.6, label=f"real ({len(real_2d)} shown)"
+        )
+        if len(synthetic):
+            axis.scatter(
+                synthetic[:, 0],
+                synthetic[:, 1],
+                s=6,
+                c=SYNTHETIC_COLOUR,
+                alpha=0.7,
+                label=f"{name} ({len(synthetic)} shown)",
+            )
+        else:
+            axis.text(0.5, 0.5, "no synthetic samples", transform=axis.transAxes, ha="center", va="center")
+        axis.set_title(name)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.legend(loc="lower right", fontsize=7, markerscale=2)
+    for axis in list(axes.flat)[len(names) :]:
+        axis.set_visible(False)
+    figure.suptitle(title or "t-SNE of sentence embeddings: real vs synthetic (one shared map)")
+    figure.tight_layout()
+    return figure
+
+
+X_COLUMNS = ("step", "n_selected", "iteration", "n_samples")
+Y_COLUMNS = ("coverage", "coverage_rate")
+GROUP_COLUMNS = ("sampler", "method", "strategy")
+
+
+def _first_present(frame: pd.DataFrame, candidates: tuple[str, ...], what: str) -> str | None:
+    for column in candidates:
+        if column in frame.columns:
+            return column
+    if what:
+        raise ValueError(
+            f"coverage table has no {what} column (one of {candidates}); columns: {list(frame.columns)}"
+        )
+    return None
+
+
+def coverage_figure(coverage: pd.DataFrame | None, title: str | None = None) -> plt.Figure:
+    """Figure 4(b)/5: coverage rate (convex-hull area share, paper appendix A.2.3) against the sampling step.
+
+    ``coverage``: long table with a step column (``step`` / ``n_selected`` / ``iteration`` / ``n_samples``), a
+    coverage column (``coverage`` / ``coverage_rate``) and optionally a sampler column (``sampler`` /
+    ``method`` / ``strategy``, e.g. gp vs random) and a ``label`` column (one panel per label). Extra grouping
+    columns such as ``tau`` or ``k`` are folded into the curve name. ``None`` or an empty table gives a figure
+    that says so.
+    """
+    if coverage is None or len(coverage) == 0:
+        figure, axis = plt.subplots(figsize=(6, 4))
+        axis.text(0.5, 0.5, "no coverage table (run the exploration pipeline)", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    x_column = _first_present(coverage, X_COLUMNS, "step")
+    y_column = _first_present(coverage, Y_COLUMNS, "coverage")
+    group_column = _first_present(coverage, GROUP_COLUMNS, "")
+    extra_columns = [column for column in ("tau", "k", "seed") if column in coverage.columns]
+    panel_values = sorted(coverage["label"].astype(str).unique()) if "label" in coverage.columns else [None]
+    figure, axes = plt.subplots(
+        1, len(panel_values), figsize=(5.0 * len(panel_values), 4.0), squeeze=False, sharey=True
+    )
+    for axis, panel in zip(axes.flat, panel_values, strict=True):
+        frame = coverage if panel is None else coverage[coverage["label"].astype(str) == panel]
+        keys = [column for column in [group_column, *extra_columns] if column]
+        groups = frame.groupby(keys, sort=True) if keys else [((), frame)]
+        for key, curve in groups:
+            key_tuple = key if isinstance(key, tuple) else (key,)
+            name = (
+                ", ".join(
+                    f"{column}={value}" if column in extra_columns else str(value)
+                    for column, value in zip(keys, key_tuple, strict=True)
+                )
+                or "coverage"
+            )
+            curve = curve.groupby(x_column, sort=True)[y_column].mean()
+            axis.plot(curve.index, curve.values, label=name)
+        axis.set_xlabel(x_column)
+        axis.set_ylabel("coverage rate")
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+        axis.set_title(f"label {panel}" if panel is not None else "all labels")
+        axis.legend(fontsize=8)
+    figure.suptitle(title or "Coverage of the real data (convex hulls in t-SNE space)")
+    figure.tight_layout()
+    return figure
+
+
+def coverage_sweep_figure(table: pd.DataFrame, title: str | None = None) -> plt.Figure:
+    """Figure 5: coverage rate after a fixed number of steps against the GP length scale tau, one curve per k;
+    the random sampler (no tau) as a dashed horizontal line per k (mean over seeds).
+
+    ``table`` columns: ``sampler`` (gp | random), ``tau``, ``k``, ``coverage`` (and optionally ``steps``).
+    """
+    missing = {"sampler", "tau", "k", "coverage"} - set(table.columns)
+    if missing:
+        raise ValueError(f"coverage sweep table lacks columns {sorted(missing)}; got {list(table.columns)}")
+    figure, axis = plt.subplots(figsize=(6, 4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, k in enumerate(sorted(table["k"].unique())):
+        colour = colours[index % len(colours)]
+        gp = table[(table["sampler"] == "gp") & (table["k"] == k)].groupby("tau")["coverage"].mean()
+        axis.plot(gp.index, gp.values, marker="o", color=colour, label=f"GP, k={k}")
+        random = table[(table["sampler"] == "random") & (table["k"] == k)]["coverage"]
+        if len(random):
+            axis.axhline(random.mean(), linestyle="--", color=colour, alpha=0.7, label=f"random, k={k}")
+    steps = f" after {int(table['steps'].iloc[0])} steps" if "steps" in table.columns and len(table) else ""
+    axis.set_xlabel("tau (kernel length scale)")
+    axis.set_ylabel(f"coverage rate{steps}")
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title(title or "Coverage vs tau and k (figure 5)")
+    figure.tight_layout()
+    return figure

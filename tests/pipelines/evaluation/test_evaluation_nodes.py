@@ -1,0 +1,238 @@
+"""Tests of the `evaluation` pipeline's nodes and wiring (tiny data, CPU, no MLflow)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from synalign_kedro.pipelines.evaluation import create_pipeline, nodes
+from synalign_kedro.pipelines.evaluation.pipeline import VARIANT_INPUTS
+
+POOL_COLUMNS = [
+    "synthetic_id",
+    "text",
+    "label",
+    "method",
+    "batch_id",
+    "summary",
+    "prompt_hash",
+    "model",
+    "raw_response",
+]
+
+
+@pytest.fixture(scope="module")
+def evaluation_params(project_root):
+    with open(project_root / "conf" / "test" / "parameters_evaluation.yml") as handle:
+        return yaml.safe_load(handle)["evaluation"]
+
+
+@pytest.fixture(scope="module")
+def embedding_params(embedding_cache):
+    return {"model": "all-MiniLM-L6-v2", "batch_size": 32, "device": "cpu", "cache_dir": str(embedding_cache)}
+
+
+def _pool(texts: list[str], labels: list[str], method: str) -> pd.DataFrame:
+    n = len(texts)
+    return pd.DataFrame(
+        {
+            "synthetic_id": [f"{method}{i}" for i in range(n)],
+            "text": texts,
+            "label": labels,
+            "method": method,
+            "batch_id": 0,
+            "summary": "",
+            "prompt_hash": "h",
+            "model": "m",
+            "raw_response": "",
+        },
+        columns=POOL_COLUMNS,
+    )
+
+
+def test_distribution_metrics_of_an_empty_set_are_nan(evaluation_params):
+    real = np.random.default_rng(0).normal(size=(20, 8))
+    empty = pd.DataFrame({"text": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
+    with pytest.warns(UserWarning):
+        metrics = nodes.compute_distribution_metrics(real, np.zeros((0, 8)), empty, evaluation_params, 0)
+    assert math.isnan(metrics["wasserstein"]) and math.isnan(metrics["mmd"])
+    assert metrics["vocab_size"] == 0 and metrics["n_synthetic"] == 0
+
+
+def test_build_evaluation_table_orders_rows_and_prefixes_metrics():
+    table, metrics = nodes.build_evaluation_table(
+        gold__distribution={
+            "wasserstein": 0.5,
+            "mmd": 0.01,
+            "vocab_size": 100,
+            "n_synthetic": 0,
+            "distribution_reference": "real_test",
+        },
+        gold__downstream={
+            "accuracy": 0.8,
+            "accuracy_std": 0.01,
+            "macro_f1": 0.79,
+            "macro_f1_std": 0.02,
+            "classifier": "logistic_regression",
+        },
+        simprompt__distribution={
+            "wasserstein": float("nan"),
+            "mmd": float("nan"),
+            "vocab_size": 0,
+            "n_synthetic": 0,
+        },
+        simprompt__downstream={"accuracy": 0.81, "accuracy_std": 0.0, "macro_f1": 0.8, "macro_f1_std": 0.0},
+    )
+    assert table["variant"].tolist() == ["gold", "simprompt"]
+    for column in [
+        "wasserstein",
+        "mmd",
+        "vocab_size",
+        "accuracy",
+        "accuracy_std",
+        "macro_f1",
+        "macro_f1_std",
+        "n_synthetic",
+    ]:
+        assert column in table.columns
+    assert metrics["gold.accuracy"] == {"value": 0.8, "step": 0}
+    assert metrics["simprompt.vocab_size"] == {"value": 0.0, "step": 0}
+    assert "simprompt.wasserstein" not in metrics  # NaN is not logged
+    assert "gold.classifier" not in metrics  # strings are not metrics
+    with pytest.raises(ValueError, match="unexpected input name"):
+        nodes.build_evaluation_table(gold={"accuracy": 1.0})
+
+
+def test_pipeline_wiring():
+    pipeline = create_pipeline()
+    expected_inputs = {
+        "real_train",
+        "real_test",
+        "real_train_embeddings",
+        "coverage_table",
+        "params:embedding",
+        "params:evaluation",
+        "params:seed",
+    } | {source for source in VARIANT_INPUTS.values() if source}
+    assert pipeline.inputs() == expected_inputs
+    assert pipeline.outputs() == {
+        "evaluation_table",
+        "evaluation_metrics",
+        "evaluation_tsne_plot",
+        "coverage_curves_plot",
+    }
+    mmd_only = pipeline.only_nodes_with_namespaces(["synalign_mmd"])
+    assert "synthetic_synalign_mmd" in mmd_only.inputs()
+    assert mmd_only.outputs() >= {"synalign_mmd.distribution_metrics", "synalign_mmd.downstream_metrics"}
+    assert not any(
+        name.startswith("synthetic") for name in pipeline.only_nodes_with_namespaces(["gold"]).inputs()
+    )
+
+
+def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_params):
+    """Real run on 80 real train / 40 test rows and tiny synthetic sets, including an empty set and a set
+    with an invented label (both must be handled, not crash)."""
+    rows = sst2_train.sample(120, random_state=0).reset_index(drop=True)
+    real_train = rows.iloc[:80].assign(row_id=lambda frame: [f"r{i}" for i in range(len(frame))])
+    real_test = rows.iloc[80:].assign(row_id=lambda frame: [f"t{i}" for i in range(len(frame))])
+    from synalign_kedro.core.embedding import embed_texts
+
+    real_train_embeddings = embed_texts(
+        real_train["text"].tolist(), device="cpu", cache_dir=embedding_params["cache_dir"]
+    )
+    synthetic_texts = sst2_train["text"].iloc[500:530].tolist()
+    synthetic_labels = sst2_train["label"].astype(str).iloc[500:530].tolist()
+    sets = {
+        "synthetic_pool_simprompt": _pool(synthetic_texts[:10], synthetic_labels[:10], "simprompt"),
+        "synthetic_pool_attrprompt": _pool([], [], "attrprompt"),  # a weak LLM produced nothing
+        "synthetic_pool_synalign_one_stage": _pool(
+            synthetic_texts[10:20], ["not_a_label"] * 2 + synthetic_labels[12:20], "synalign_one_stage"
+        ),
+        "synthetic_synalign_all": _pool(synthetic_texts, synthetic_labels, "synalign").assign(weight=1 / 30),
+        "synthetic_synalign_random": _pool(synthetic_texts[:15], synthetic_labels[:15], "synalign").assign(
+            weight=1 / 15
+        ),
+        "synthetic_synalign_mmd": _pool(synthetic_texts[15:], synthetic_labels[15:], "synalign").assign(
+            weight=1 / 15
+        ),
+    }
+    coverage = pd.DataFrame(
+        {
+            "step": [1, 2, 1, 2],
+            "sampler": ["gp", "gp", "random", "random"],
+            "seed": [42, 42, 0, 0],
+            "coverage": [0.1, 0.3, 0.05, 0.2],
+        }
+    )
+    datasets = {
+        "real_train": real_train,
+        "real_test": real_test,
+        "real_train_embeddings": real_train_embeddings,
+        "coverage_table": coverage,
+        "params:embedding": embedding_params,
+        "params:evaluation": evaluation_params,
+        "params:seed": 0,
+        **sets,
+    }
+    catalog = DataCatalog({name: MemoryDataset(value) for name, value in datasets.items()})
+    for output in ["evaluation_table", "evaluation_metrics", "evaluation_tsne_plot", "coverage_curves_plot"]:
+        catalog[output] = MemoryDataset()
+    with pytest.warns(UserWarning):
+        SequentialRunner().run(create_pipeline(), catalog)
+    table = catalog.load("evaluation_table").set_index("variant")
+    assert list(table.index) == list(VARIANT_INPUTS)
+    assert (
+        table.loc["gold", "n_synthetic"] == 0 and table.loc["gold", "distribution_reference"] == "real_test"
+    )
+    assert table.loc["gold", "vocab_size"] > table.loc["simprompt", "vocab_size"] > 0
+    assert table.loc["synalign_one_stage", "n_synthetic"] == 8  # the invented label was dropped
+    assert table.loc["attrprompt", "n_synthetic"] == 0 and math.isnan(table.loc["attrprompt", "wasserstein"])
+    assert table.loc["synalign_mmd", "wasserstein"] > 0 and table.loc["synalign_mmd", "mmd"] > 0
+    assert (
+        table["accuracy"].between(0, 1).all() and (table["n_seeds"] == len(evaluation_params["seeds"])).all()
+    )
+    # Gold and the empty variant train on the same rows with the same seeds: identical scores.
+    assert table.loc["attrprompt", "accuracy"] == table.loc["gold", "accuracy"]
+    metrics = catalog.load("evaluation_metrics")
+    assert metrics["synalign_mmd.accuracy"]["value"] == pytest.approx(table.loc["synalign_mmd", "accuracy"])
+    assert all(key.split(".")[0] in VARIANT_INPUTS for key in metrics)
+    figure = catalog.load("evaluation_tsne_plot")
+    assert len([axis for axis in figure.axes if axis.get_visible()]) == len(VARIANT_INPUTS) - 1
+    assert len(catalog.load("coverage_curves_plot").axes[0].lines) == 2
+    plt.close("all")
+
+
+def test_coverage_sweep_on_tiny_data(project_root):
+    from synalign_kedro.pipelines.evaluation.coverage_sweep import (
+        create_coverage_sweep_pipeline,
+        plot_coverage_sweep,
+        sweep_coverage,
+    )
+
+    with open(project_root / "conf" / "test" / "parameters_evaluation.yml") as handle:
+        params = yaml.safe_load(handle)["coverage_sweep"]
+    embeddings = np.random.default_rng(0).normal(size=(80, 16))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    table = sweep_coverage(embeddings, params, seed=0)
+    gp = table[table["sampler"] == "gp"]
+    assert sorted(gp["tau"]) == sorted(params["taus"]) and len(table) == len(params["ks"]) * (
+        len(params["taus"]) + len(params["random_seeds"])
+    )
+    assert table["coverage"].between(0, 1).all()
+    figure = plot_coverage_sweep(table)
+    assert len(figure.axes[0].lines) == 2  # one GP curve and one random line for the single k
+    with pytest.raises(ValueError, match="positive numbers"):
+        sweep_coverage(embeddings, {**params, "taus": ["median"]}, seed=0)
+    assert create_coverage_sweep_pipeline().inputs() == {
+        "real_train_embeddings",
+        "params:coverage_sweep",
+        "params:seed",
+    }
+    plt.close("all")
