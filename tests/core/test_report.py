@@ -1,0 +1,158 @@
+"""Run report (core/report.py): self-contained, every section present, missing inputs shown as such."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synalign_kedro.core import report
+
+SECTIONS = [
+    "Evaluation",
+    "Coverage curves",
+    "Figures (t-SNE, ...)",
+    "Alignment weights",
+    "Privacy",
+    "Offline A/B estimate",
+    "LLM accounting",
+    "Examples per label: real vs synthetic",
+]
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.headings: list[str] = []
+        self.sources: list[str] = []
+        self.external: list[str] = []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "h2":
+            self._in_h2 = True
+        if tag == "img":
+            self.sources.append(attributes["src"])
+        if tag in ("script", "link") or (tag != "img" and "src" in attributes):
+            self.external.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.headings.append(data)
+
+
+def _parse(page: str) -> _Collector:
+    collector = _Collector()
+    collector.feed(page)
+    return collector
+
+
+def test_report_with_nothing_available_still_has_every_section():
+    page = report.render_run_report("Run", {"dataset": "sst2"})
+    parsed = _parse(page)
+    assert parsed.headings == SECTIONS
+    assert page.count(report.NOT_AVAILABLE) >= len(SECTIONS)
+    assert parsed.sources == [] and parsed.external == []
+
+
+def test_report_inlines_images_and_escapes_text():
+    coverage = pd.DataFrame(
+        {
+            "step": [0, 1, 2] * 4,
+            "sampler": ["gp"] * 6 + ["random"] * 6,
+            "seed": [0, 0, 0, 1, 1, 1] * 2,
+            "coverage": np.linspace(0, 1, 12),
+        }
+    )
+    coverage_png = report.figure_png(report.coverage_figure(coverage))
+    weights_png = report.figure_png(report.weights_histogram(np.random.default_rng(0).dirichlet(np.ones(50))))
+    assert coverage_png.startswith(b"\x89PNG")
+    examples = report.examples_by_label(
+        pd.DataFrame({"text": ["<b>real</b> one", "real two", "real three"], "label": ["pos", "pos", "neg"]}),
+        pd.DataFrame({"text": ["syn <script>alert(1)</script>", "syn two"], "label": ["pos", "neg"]}),
+        per_label=2,
+    )
+    page = report.render_run_report(
+        "Run <1>",
+        {"dataset": "sst2", "MLflow run id": None},
+        evaluation_table=pd.DataFrame({"variant": ["gold", "synalign_mmd"], "accuracy": [0.81, 0.83]}),
+        coverage_png=coverage_png,
+        figures={"t-SNE": None, "other": weights_png},
+        weights_png=weights_png,
+        privacy_summary={
+            "n_synthetic": 10,
+            "n_flagged": 1,
+            "flagged_fraction": 0.1,
+            "counts": {"exact_copy": 1},
+            "thresholds": {"cosine_threshold": 0.95},
+            "dcr_quantiles": {"synthetic": {"q05": 0.1}, "holdout": {"q05": 0.2}},
+        },
+        flagged_rows=pd.DataFrame({"synthetic_id": ["s1"], "text": ["copied"]}),
+        ab_estimate={
+            "control_accuracy": 0.8,
+            "treatment_accuracy": 0.82,
+            "accuracy_difference": 0.02,
+            "accuracy_difference_ci_low": -0.01,
+            "accuracy_difference_ci_high": 0.05,
+            "confidence": 0.95,
+            "mcnemar_p_value": 0.3,
+        },
+        llm_usage={"synalign": {"requests": 12, "completion_tokens": 3400}, "simprompt": None},
+        examples=examples,
+    )
+    parsed = _parse(page)
+    assert parsed.headings == SECTIONS
+    assert parsed.external == []
+    assert len(parsed.sources) == 3
+    decoded = [base64.b64decode(src.split(",", 1)[1]) for src in parsed.sources]
+    assert decoded == [coverage_png, weights_png, weights_png]
+    assert "<script>" not in page and "&lt;script&gt;" in page and "Run &lt;1&gt;" in page
+    assert "simprompt" in page and re.search(r"not available.*t-SNE", page, re.S)
+    assert "95 % paired bootstrap CI</td><td>[-0.0100, 0.0500]" in page
+    assert "<td>3400</td>" in page  # counts print as integers
+
+
+def test_examples_by_label_pairs_texts_per_label():
+    real = pd.DataFrame({"text": [f"r{i}" for i in range(10)], "label": ["a"] * 6 + ["b"] * 4})
+    synthetic = pd.DataFrame({"text": ["s0", "s1"], "label": ["a", "c"]})
+    examples = report.examples_by_label(real, synthetic, per_label=3, seed=0)
+    assert examples.groupby("label").size().to_dict() == {"a": 3, "b": 3, "c": 1}
+    assert set(examples.loc[examples["label"] == "a", "real_text"]) <= {f"r{i}" for i in range(6)}
+    assert examples.loc[examples["label"] == "c", "real_text"].tolist() == [""]
+
+
+def test_collect_figures_globs_and_marks_missing(tmp_path):
+    png = report.figure_png(report.weights_histogram([0.5, 0.5]))
+    (tmp_path / "a_tsne.png").write_bytes(png)
+    (tmp_path / "b_tsne.png").write_bytes(png)
+    figures = report.collect_figures(
+        [
+            {"caption": "t-SNE", "path": str(tmp_path / "*tsne*.png")},
+            {"caption": "loss", "path": str(tmp_path / "loss.png")},
+        ]
+    )
+    assert figures == {
+        f"t-SNE: {tmp_path / 'a_tsne.png'}": png,
+        f"t-SNE: {tmp_path / 'b_tsne.png'}": png,
+        "loss": None,
+    }
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert report.coverage_png_from_csv(tmp_path / "bad.csv") is None
+    assert report.coverage_png_from_csv(tmp_path / "missing.csv") is None
+
+
+def test_missing_optional_files_are_none(tmp_path):
+    assert report.read_optional_bytes(tmp_path / "missing.png") is None
+    assert report.read_optional_csv(tmp_path / "missing.csv") is None
+    assert report.read_optional_csv(None) is None
+    with pytest.raises(ValueError, match="coverage"):
+        report.coverage_figure(pd.DataFrame({"step": [1]}))
