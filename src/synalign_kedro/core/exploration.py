@@ -1,0 +1,609 @@
+"""Exploration-aware sampling: the Gaussian-process uncertainty tracker of SynAlign (Ren et al. 2025).
+
+Paper, sec. 3.2 and Algorithm 1: every real sample ``e_i`` gets a GP prior with mean 0, variance 1 and
+covariance ``kappa(e_i, e_j)`` (eq. 1). Each round the sample with the largest posterior variance and its
+``k`` nearest neighbours become one demonstration batch (eq. 3); they are treated as observed (value 0)
+and the posterior variance of every other sample is updated (eq. 4-5). Rounds repeat while the largest
+variance is above a threshold ``sigma``.
+
+How it is computed here (exact, not an approximation)
+-----------------------------------------------------
+Only the diagonal of the posterior covariance is used, and greedy max-variance selection is a pivoted
+Cholesky factorisation of the kernel matrix. With ``L L^T = K(E_s, E_s) + noise * I`` and
+``F = L^{-1} K(E_s, E_all)`` (|S| x N), the posterior variance of every sample is ``1 - sum_rows(F**2)``.
+When a batch ``B`` is added, ``F`` grows by ``|B|`` rows (a blocked Cholesky step):
+
+    C     = K(E_B, E_all) - F[:, B]^T F                  (|B| x N)
+    L_B   = chol(C[:, B] + noise * I)                     (|B| x |B|)
+    F_new = L_B^{-1} C ;   variance -= sum_rows(F_new**2)
+
+so one round costs O(N * |S| * |B|) and memory is O(N * |S|): no N x N matrix is ever formed and no GP is
+refitted. :func:`posterior_variance_dense` (eq. 5 evaluated directly) and :func:`refit_select` (a
+refit-per-round selector, numpy or scikit-learn) are the brute-force references the tests and the benchmark
+compare against.
+
+Deviation from eq. 5 (on purpose)
+---------------------------------
+Eq. 5 adds the identity to both ``K(E_s, E_s)`` (observation noise of variance 1) and ``K(E_u, E_u)``. Taken
+literally a selected sample keeps variance >= 1, which contradicts sec. 3.2 step 2 ("their uncertainty is
+reduced to 0") and Algorithm 1's stop rule ``max U <= sigma`` could never be met. We therefore report the
+latent posterior variance (no ``+ I`` on ``K(E_u, E_u)``) and use a ``noise`` parameter for the term that
+eq. 5 adds to ``K(E_s, E_s)``: default ``1e-6`` (a jitter that keeps the Cholesky factor well defined), so
+that picked samples end with variance ~0. ``noise=1.0`` reproduces eq. 5's observation noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .device import resolve_device
+
+logger = logging.getLogger(__name__)
+
+KERNELS = ("exponential", "rbf")
+"""``exponential``: eq. 2, ``exp(-||e_i - e_j|| / (2 tau))`` (the paper's kernel, a Laplacian / Matern-1/2
+kernel); ``rbf``: the squared-distance RBF ``exp(-||e_i - e_j||^2 / (2 tau^2))``."""
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class BandwidthWarning(UserWarning):
+    """The kernel bandwidth ``tau`` is so badly scaled that the tracker degenerates."""
+
+
+# --------------------------------------------------------------------------------------------- kernel
+def _check_kernel(kernel: str) -> str:
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    return kernel
+
+
+def kernel_from_distance(distance, tau: float, kernel: str = "exponential"):
+    """kappa as a function of the Euclidean distance (works on numpy arrays and torch tensors).
+
+    ``exponential`` is eq. 2 of the paper, ``exp(-d / (2 tau))``; ``rbf`` is ``exp(-d^2 / (2 tau^2))``.
+    """
+    _check_kernel(kernel)
+    lib = torch if isinstance(distance, torch.Tensor) else np
+    if kernel == "exponential":
+        return lib.exp(-distance / (2.0 * tau))
+    return lib.exp(-(distance * distance) / (2.0 * tau * tau))
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of ``a`` and ``b`` (float64; ``sqrt(max(0, |a|^2+|b|^2-2ab))``,
+    which is ``sqrt(max(0, 2 - 2 a.b))`` for unit-norm embeddings)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def _sample_pair_distances(embeddings: np.ndarray, sample_size: int, seed: int) -> np.ndarray:
+    n = embeddings.shape[0]
+    rng = np.random.default_rng(seed)
+    index = np.sort(rng.choice(n, size=min(n, sample_size), replace=False))
+    sample = np.asarray(embeddings[index], dtype=np.float64)
+    distances = pairwise_distances(sample, sample)
+    return distances[np.triu_indices(len(index), k=1)]
+
+
+def resolve_bandwidth(
+    tau: float | str, embeddings: np.ndarray, sample_size: int = 1000, seed: int = 0
+) -> float:
+    """The bandwidth ``tau`` of eq. 2: a positive number, or ``"median"`` for the median pairwise Euclidean
+    distance between (up to ``sample_size``, seeded) embeddings, the usual median heuristic."""
+    if isinstance(tau, str):
+        if tau.strip().lower() != "median":
+            raise ValueError(f"tau must be a positive number or 'median', got {tau!r}")
+        if embeddings.shape[0] < 2:
+            raise ValueError("tau='median' needs at least 2 embeddings; give tau as a number")
+        median = float(np.median(_sample_pair_distances(embeddings, sample_size, seed)))
+        if not median > 0:
+            raise ValueError("tau='median': the sampled embeddings are all identical (median distance 0)")
+        return median
+    try:
+        value = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau must be a positive number or 'median', got {tau!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"tau must be a positive finite number, got {tau!r}")
+    return value
+
+
+def check_bandwidth(
+    embeddings: np.ndarray, tau: float, kernel: str = "exponential", sample_size: int = 500, seed: int = 0
+) -> str | None:
+    """A message when ``tau`` is so badly scaled that the tracker degenerates, else None.
+
+    Too small: every covariance is ~0, so a selection lowers no other variance, every variance stays 1 and
+    argmax falls back to index order. Too large: every covariance is ~1, so the first batch drives every
+    variance to ~0 and the tracker stops after one round.
+    """
+    if embeddings.shape[0] < 2:
+        return None
+    covariances = kernel_from_distance(_sample_pair_distances(embeddings, sample_size, seed), tau, kernel)
+    if np.quantile(covariances, 0.99) < 1e-4:
+        return (
+            f"tau={tau:.4g} is too small for these embeddings ({kernel} kernel): 99% of covariances are "
+            "below 1e-4, so selecting a sample lowers no other variance, every variance stays ~1 and argmax "
+            "falls back to index order. Use tau='median' or a larger tau."
+        )
+    if np.quantile(covariances, 0.01) > 1 - 1e-4:
+        return (
+            f"tau={tau:.4g} is too large for these embeddings ({kernel} kernel): every covariance is ~1, so "
+            "the first batch sets every variance to ~0 and exploration stops. Use tau='median' or a smaller tau."
+        )
+    return None
+
+
+# --------------------------------------------------------------------------------------------- tracker
+def _safe_cholesky(matrix: torch.Tensor, noise: float, tries: int = 6) -> torch.Tensor:
+    """Lower Cholesky factor of a small symmetric matrix; when rounding makes it (numerically) indefinite,
+    retry with a growing diagonal jitter (1e-8 ... 1e-3, like GPyTorch's psd_safe_cholesky) and warn."""
+    chol, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) == 0:
+        return chol
+    jitter = max(noise, 1e-8)
+    for _ in range(tries):
+        jittered = matrix.clone()
+        jittered.diagonal().add_(jitter)
+        chol, info = torch.linalg.cholesky_ex(jittered)
+        if int(info) == 0:
+            logger.warning("Cholesky update needed an extra jitter of %.1e (near-duplicate samples?)", jitter)
+            return chol
+        jitter *= 10.0
+    raise FloatingPointError(
+        "the Cholesky update failed even with extra jitter (selected samples are numerically collinear); "
+        f"increase `noise` (now {noise:g}) or use dtype='float64'"
+    )
+
+
+@dataclass(frozen=True)
+class SelectionRound:
+    """One round of Algorithm 1: the pivot (argmax variance), its batch (pivot first, then its k nearest
+    unselected neighbours by distance), the pivot's variance when it was picked, and the largest variance
+    among unselected samples after the update (NaN when none is left)."""
+
+    round: int
+    pivot: int
+    members: tuple[int, ...]
+    variance_at_selection: float
+    max_variance_after: float
+
+
+@dataclass
+class SelectionResult:
+    rounds: list[SelectionRound] = field(default_factory=list)
+    stop_reason: str = ""
+    final_variance: np.ndarray | None = None
+
+    @property
+    def selected(self) -> list[int]:
+        return [i for r in self.rounds for i in r.members]
+
+
+class UncertaintyTracker:
+    """GP uncertainty tracker over a fixed set of embeddings (SynAlign sec. 3.2), updated incrementally.
+
+    Parameters
+    ----------
+    embeddings: (N, d) array (row i = sample i).
+    tau: bandwidth of eq. 2, a number or ``"median"`` (see :func:`resolve_bandwidth`).
+    kernel: ``"exponential"`` (eq. 2, default) or ``"rbf"`` (squared distance).
+    noise: observation-noise variance added to ``K(E_s, E_s)`` (eq. 5's ``I``; see the module docstring for
+        why the default is a 1e-6 jitter rather than 1).
+    device: ``"auto"`` (CUDA when torch sees one), ``"cpu"``, ``"cuda"``...
+    dtype: storage precision of the embeddings and of the N x |S| factor: ``"float64"`` (default, agrees
+        with dense eq. 5 to ~1e-8) or ``"float32"`` (half the memory and memory traffic; distances and factor
+        products are then float32, variances and the small Cholesky steps stay float64; check the picks).
+    capacity: rows to preallocate for the factor (grown by doubling when exceeded).
+    """
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        tau: float | str = "median",
+        kernel: str = "exponential",
+        noise: float = 1e-6,
+        device: str | torch.device = "auto",
+        dtype: str = "float64",
+        capacity: int | None = None,
+        median_sample: int = 1000,
+        seed: int = 0,
+        warn_bandwidth: bool = True,
+    ) -> None:
+        array = np.asarray(embeddings)
+        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+            raise ValueError(f"embeddings must be a non-empty 2-D array (N, d), got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if not (float(noise) >= 0 and math.isfinite(float(noise))):
+            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        self.kernel = _check_kernel(kernel)
+        self.noise = float(noise)
+        if isinstance(tau, str) and array.shape[0] < 2:
+            self.tau = 1.0  # a single sample: the bandwidth plays no role
+        else:
+            self.tau = resolve_bandwidth(tau, array, median_sample, seed)
+        self.device = resolve_device(device)
+        self.dtype = _DTYPES[dtype]
+        self.n = array.shape[0]
+        # as_tensor + to: no copy when the input already has the storage dtype (and lives on the device)
+        self._embeddings = torch.as_tensor(array, device=self.device).to(self.dtype)
+        self._squared_norms = torch.linalg.vector_norm(self._embeddings, dim=1).to(torch.float64).square_()
+        # Prior variance kappa(e, e) = 1 for both kernels (eq. 1). Always float64.
+        self.variance = torch.ones(self.n, dtype=torch.float64, device=self.device)
+        self.selected_mask = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        self.selected_order: list[int] = []
+        self._factor = torch.empty(
+            (min(self.n, capacity or 256), self.n), dtype=self.dtype, device=self.device
+        )
+        self._rank = 0
+        self._warned_ties = False
+        if warn_bandwidth:
+            message = check_bandwidth(array, self.tau, self.kernel, seed=seed)
+            if message:
+                logger.warning(message)
+                warnings.warn(message, BandwidthWarning, stacklevel=2)
+
+    # -- kernel rows --------------------------------------------------------------------------------
+    def distances_to(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Euclidean distances (len(indices), N) from the given samples to every sample."""
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.device)
+        rows = self._embeddings[index]
+        # E @ rows^T (a tall-skinny product) streams E about twice as fast as rows @ E^T on CPU BLAS
+        products = (self._embeddings @ rows.T).T.to(torch.float64)
+        squared = self._squared_norms[index, None] + self._squared_norms[None, :] - 2.0 * products
+        return squared.clamp_min_(0.0).sqrt_()
+
+    def kernel_rows(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """K(E_indices, E_all), (len(indices), N)."""
+        return kernel_from_distance(self.distances_to(indices), self.tau, self.kernel)
+
+    # -- state ----------------------------------------------------------------------------------------
+    @property
+    def n_selected(self) -> int:
+        return self._rank
+
+    def variances(self) -> np.ndarray:
+        """Current posterior variance of every sample (float64 numpy copy)."""
+        return self.variance.detach().to("cpu", torch.float64).numpy().copy()
+
+    def max_unselected_variance(self) -> float:
+        """Largest variance among unselected samples (NaN when every sample is selected)."""
+        if self._rank >= self.n:
+            return float("nan")
+        return float(self.variance.masked_fill(self.selected_mask, -math.inf).max())
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self._factor.shape[0]:
+            return
+        rows = min(self.n, max(needed, 2 * self._factor.shape[0]))
+        grown = torch.empty((rows, self.n), dtype=self.dtype, device=self.device)
+        grown[: self._rank] = self._factor[: self._rank]
+        self._factor = grown
+
+    # -- update (eq. 4-5, blocked pivoted Cholesky) ---------------------------------------------------
+    def observe(self, indices: Sequence[int], kernel_rows: torch.Tensor | None = None) -> None:
+        """Condition the GP on the given (not yet selected) samples observed at 0 (sec. 3.2 step 2) and update
+        the posterior variance of every sample: a rank-|indices| update of the Cholesky factor."""
+        index = torch.as_tensor(list(indices), dtype=torch.long, device=self.device)
+        if index.numel() == 0:
+            return
+        if len(set(index.tolist())) != index.numel():
+            raise ValueError(f"indices contain duplicates: {list(indices)}")
+        if bool(self.selected_mask[index].any()):
+            raise ValueError("observe() got samples that are already selected")
+        block = self.kernel_rows(index) if kernel_rows is None else kernel_rows
+        factor = self._factor[: self._rank]
+        if self._rank:
+            block = block - (factor[:, index].T @ factor).to(torch.float64)  # C = K(B, all) - F_B^T F
+        schur = block[:, index]
+        schur = 0.5 * (schur + schur.T)
+        schur.diagonal().add_(self.noise)
+        chol = _safe_cholesky(schur, self.noise)
+        new_rows = torch.linalg.solve_triangular(chol, block, upper=False)
+        self._grow(self._rank + index.numel())
+        self._factor[self._rank : self._rank + index.numel()] = new_rows.to(self.dtype)
+        self._rank += index.numel()
+        self.variance.sub_((new_rows * new_rows).sum(0)).clamp_min_(0.0)
+        self.selected_mask[index] = True
+        self.selected_order.extend(index.tolist())
+
+    # -- one round of Algorithm 1 ---------------------------------------------------------------------
+    def step(self, k: int, round_number: int = 0) -> SelectionRound | None:
+        """Pick the argmax-variance unselected sample and its ``k`` nearest unselected neighbours (eq. 3),
+        observe them (eq. 4-5) and return the round; None when every sample is already selected.
+
+        Ties in the variance go to the lowest index (``torch.argmax`` returns the first maximum)."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        if self._rank >= self.n:
+            return None
+        masked = self.variance.masked_fill(self.selected_mask, -math.inf)
+        pivot = int(torch.argmax(masked))
+        pivot_variance = float(masked[pivot])
+        if not self._warned_ties and self._rank > 0 and pivot_variance > 1 - 1e-9:
+            unselected = self.variance[~self.selected_mask]
+            if float(unselected.min()) > 1 - 1e-9:
+                self._warned_ties = True
+                message = (
+                    f"every unselected variance is still 1 after {self._rank} selections: tau={self.tau:.4g} "
+                    "is too small for these embeddings, argmax falls back to index order"
+                )
+                logger.warning(message)
+                warnings.warn(message, BandwidthWarning, stacklevel=2)
+        distances = self.distances_to([pivot])[0]
+        available = self.n - self._rank - 1
+        n_neighbours = min(k, available)
+        if n_neighbours > 0:
+            candidate = distances.masked_fill(self.selected_mask, math.inf)
+            candidate[pivot] = math.inf
+            # k smallest by topk, then ties broken towards the lower index (as a stable argsort would, like
+            # the brute-force reference): take every candidate up to the k-th distance and sort those stably
+            kth = torch.topk(candidate, n_neighbours, largest=False, sorted=True).values[-1]
+            within = torch.nonzero(candidate <= kth).flatten()
+            order = within[torch.sort(candidate[within], stable=True).indices[:n_neighbours]]
+            neighbours = order.tolist()
+        else:
+            neighbours = []
+        members = [pivot, *neighbours]
+        pivot_row = kernel_from_distance(distances[None, :], self.tau, self.kernel)
+        rows = torch.cat([pivot_row, self.kernel_rows(neighbours)]) if neighbours else pivot_row
+        self.observe(members, kernel_rows=rows)
+        return SelectionRound(
+            round=round_number,
+            pivot=pivot,
+            members=tuple(members),
+            variance_at_selection=pivot_variance,
+            max_variance_after=self.max_unselected_variance(),
+        )
+
+    def run(self, k: int, threshold: float = 0.0, max_rounds: int | None = None) -> SelectionResult:
+        """Algorithm 1's loop: rounds run while the largest unselected variance is above ``threshold``
+        (sigma), at most ``max_rounds`` rounds (None = no limit), until every sample is selected."""
+        if max_rounds is not None and max_rounds < 0:
+            raise ValueError(f"max_rounds must be >= 0 or None, got {max_rounds}")
+        if max_rounds is not None:
+            self._grow(min(self.n, self._rank + max_rounds * (k + 1)))
+        result = SelectionResult()
+        while True:
+            if max_rounds is not None and len(result.rounds) >= max_rounds:
+                result.stop_reason = "max_rounds"
+                break
+            if self._rank >= self.n:
+                result.stop_reason = "exhausted"
+                break
+            if self.max_unselected_variance() <= threshold:
+                result.stop_reason = "threshold"
+                break
+            result.rounds.append(self.step(k, round_number=len(result.rounds)))
+        result.final_variance = self.variances()
+        return result
+
+
+# ------------------------------------------------------------------------------ per-label selection
+@dataclass(frozen=True)
+class DemonstrationBatch:
+    """A demonstration batch: positions (0-based rows of the embedding matrix) and the label it is for."""
+
+    batch_id: int
+    label: str
+    round: int
+    rows: tuple[int, ...]
+    variance_at_selection: float
+
+
+def select_demonstrations(
+    embeddings: np.ndarray,
+    labels: Sequence[str] | None,
+    k: int = 4,
+    tau: float | str = "median",
+    kernel: str = "exponential",
+    noise: float = 1e-6,
+    threshold: float = 0.05,
+    max_rounds: int | None = 8,
+    per_label: bool = True,
+    device: str = "auto",
+    dtype: str = "float64",
+    median_sample: int = 1000,
+    seed: int = 0,
+) -> tuple[list[DemonstrationBatch], list[dict]]:
+    """Run the uncertainty tracker (Algorithm 1) and return the demonstration batches and a per-round trace.
+
+    ``per_label=True`` (default): one tracker per label over that label's rows only (class-conditional
+    demonstrations), ``max_rounds`` per label; batches are interleaved round by round across labels (label
+    order sorted), so a consumer that takes the first n batches still sees every label. ``per_label=False``:
+    one tracker over all rows; a batch's label is its pivot's label (its neighbours may carry other labels).
+    ``tau='median'`` is resolved once on all embeddings so that every label uses the same bandwidth.
+
+    Trace rows: ``tracker`` (label or ``"__all__"``), ``round``, ``n_selected`` (after the round),
+    ``max_variance_before`` (the pivot's variance), ``max_variance_after``, ``mean_variance_after``,
+    ``stop_reason`` (on the tracker's last row).
+    """
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (N, d), got shape {embeddings.shape}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    n = embeddings.shape[0]
+    if labels is None:
+        if per_label:
+            raise ValueError("per_label=True needs labels")
+        labels = ["" for _ in range(n)]
+    labels = np.asarray([str(label) for label in labels], dtype=object)
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for {n} embeddings: they must match row for row")
+    if n == 0:
+        return [], []
+    tau_value = resolve_bandwidth(tau, embeddings, median_sample, seed) if n > 1 else 1.0
+    message = check_bandwidth(embeddings, tau_value, kernel, seed=seed)
+    if message:
+        logger.warning(message)
+        warnings.warn(message, BandwidthWarning, stacklevel=2)
+    groups = (
+        [(str(label), np.flatnonzero(labels == label)) for label in sorted(set(labels.tolist()))]
+        if per_label
+        else [("__all__", np.arange(n))]
+    )
+    per_group: list[tuple[str, np.ndarray, SelectionResult]] = []
+    trace: list[dict] = []
+    for name, rows in groups:
+        tracker = UncertaintyTracker(
+            embeddings[rows],
+            tau=tau_value,
+            kernel=kernel,
+            noise=noise,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            warn_bandwidth=False,
+        )
+        result = tracker.run(k=k, threshold=threshold, max_rounds=max_rounds)
+        logger.info(
+            "Exploration tracker %s: %d rows, %d rounds, %d selected, stop: %s",
+            name,
+            len(rows),
+            len(result.rounds),
+            tracker.n_selected,
+            result.stop_reason,
+        )
+        per_group.append((name, rows, result))
+        n_selected = 0
+        for selection in result.rounds:
+            n_selected += len(selection.members)
+            trace.append(
+                {
+                    "tracker": name,
+                    "round": selection.round,
+                    "n_selected": n_selected,
+                    "max_variance_before": selection.variance_at_selection,
+                    "max_variance_after": selection.max_variance_after,
+                    "stop_reason": "",
+                }
+            )
+        if trace and result.rounds:
+            trace[-1]["stop_reason"] = result.stop_reason
+        else:
+            trace.append(
+                {
+                    "tracker": name,
+                    "round": -1,
+                    "n_selected": 0,
+                    "max_variance_before": float("nan"),
+                    "max_variance_after": float(result.final_variance.max()),
+                    "stop_reason": result.stop_reason,
+                }
+            )
+    batches: list[DemonstrationBatch] = []
+    longest = max((len(result.rounds) for _, _, result in per_group), default=0)
+    for round_number in range(longest):
+        for name, rows, result in per_group:
+            if round_number >= len(result.rounds):
+                continue
+            selection = result.rounds[round_number]
+            members = tuple(int(rows[i]) for i in selection.members)
+            label = str(labels[members[0]]) if not per_label else name
+            batches.append(
+                DemonstrationBatch(
+                    batch_id=len(batches),
+                    label=label,
+                    round=round_number,
+                    rows=members,
+                    variance_at_selection=selection.variance_at_selection,
+                )
+            )
+    return batches, trace
+
+
+# ------------------------------------------------------------------------ brute-force references
+def posterior_variance_dense(
+    embeddings: np.ndarray,
+    selected: Sequence[int],
+    tau: float,
+    kernel: str = "exponential",
+    noise: float = 1e-6,
+) -> np.ndarray:
+    """Eq. 5 evaluated directly in float64 with dense matrices (reference for tests; O(N |S| d + |S|^3)):
+    ``diag(K(E, E)) - diag(K(E, E_s) (K(E_s, E_s) + noise I)^{-1} K(E_s, E))`` for every sample (latent
+    variance: without eq. 5's ``+ I`` on ``K(E_u, E_u)``, see the module docstring)."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    selected = np.asarray(list(selected), dtype=np.int64)
+    prior = np.ones(embeddings.shape[0])
+    if selected.size == 0:
+        return prior
+    k_ss = kernel_from_distance(pairwise_distances(embeddings[selected], embeddings[selected]), tau, kernel)
+    k_sa = kernel_from_distance(pairwise_distances(embeddings[selected], embeddings), tau, kernel)
+    solved = np.linalg.solve(k_ss + noise * np.eye(len(selected)), k_sa)
+    return prior - np.einsum("sn,sn->n", k_sa, solved)
+
+
+def _sklearn_variance(embeddings: np.ndarray, selected: list[int], tau: float, kernel: str, noise: float):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, Matern
+
+    # eq. 2 is Matern(nu=0.5) with length scale 2 tau; the squared-distance option is RBF(tau)
+    gp_kernel = (
+        Matern(length_scale=2.0 * tau, length_scale_bounds="fixed", nu=0.5)
+        if kernel == "exponential"
+        else RBF(length_scale=tau, length_scale_bounds="fixed")
+    )
+    if not selected:
+        return np.ones(embeddings.shape[0])
+    model = GaussianProcessRegressor(kernel=gp_kernel, alpha=noise, optimizer=None, normalize_y=False)
+    model.fit(embeddings[selected], np.zeros(len(selected)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Predicted variances smaller than 0": clipped to 0, as we do
+        _, std = model.predict(embeddings, return_std=True)
+    return std**2
+
+
+def refit_select(
+    embeddings: np.ndarray,
+    k: int,
+    rounds: int,
+    tau: float,
+    kernel: str = "exponential",
+    noise: float = 1e-6,
+    backend: str = "numpy",
+) -> list[tuple[int, ...]]:
+    """Brute-force reference of Algorithm 1: refit the GP from scratch every round (``backend="numpy"``:
+    :func:`posterior_variance_dense`; ``"sklearn"``: ``GaussianProcessRegressor`` with the same fixed kernel)
+    and pick argmax variance + k nearest unselected neighbours (stable order). Returns each round's members
+    (pivot first). Slow on purpose: for tests and the benchmark."""
+    if backend not in ("numpy", "sklearn"):
+        raise ValueError(f"backend must be 'numpy' or 'sklearn', got {backend!r}")
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    n = embeddings.shape[0]
+    selected: list[int] = []
+    is_selected = np.zeros(n, dtype=bool)
+    picks: list[tuple[int, ...]] = []
+    for _ in range(rounds):
+        if is_selected.all():
+            break
+        if backend == "numpy":
+            variance = posterior_variance_dense(embeddings, selected, tau, kernel, noise)
+        else:
+            variance = _sklearn_variance(embeddings, selected, tau, kernel, noise)
+        variance = np.where(is_selected, -np.inf, variance)
+        pivot = int(np.argmax(variance))
+        distances = pairwise_distances(embeddings[pivot : pivot + 1], embeddings)[0]
+        distances[is_selected] = np.inf
+        distances[pivot] = np.inf
+        n_neighbours = min(k, int((~is_selected).sum()) - 1)
+        neighbours = np.argsort(distances, kind="stable")[:n_neighbours].tolist()
+        members = (pivot, *neighbours)
+        picks.append(members)
+        selected.extend(members)
+        is_selected[list(members)] = True
+    return picks

@@ -1,0 +1,230 @@
+"""The GP uncertainty tracker (SynAlign sec. 3.2) against brute-force references, and its invariants."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+from synalign_kedro.core.exploration import (
+    BandwidthWarning,
+    UncertaintyTracker,
+    check_bandwidth,
+    kernel_from_distance,
+    pairwise_distances,
+    posterior_variance_dense,
+    refit_select,
+    resolve_bandwidth,
+    select_demonstrations,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """One BLAS/OpenMP/torch thread: on the shared 2-core test machine, oversubscribed OpenMP spin-waits make
+    the many small operations here (t-SNE, one GP round) up to 10x slower than single-threaded."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(previous)
+
+
+def clustered(n: int = 240, dim: int = 32, clusters: int = 6, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    points = centres[rng.integers(clusters, size=n)] + 0.7 * rng.standard_normal((n, dim))
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def eq5_literal(embeddings, selected, unselected, tau, kernel, noise):
+    """Eq. 5 with plain numpy matrices, K(E_u,E_u) - K(E_u,E_s) (K(E_s,E_s) + noise I)^-1 K(E_s,E_u), diagonal
+    (the `+ I` on K(E_u, E_u) left out, as documented in core.exploration)."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    kernel_of = lambda a, b: kernel_from_distance(  # noqa: E731
+        np.linalg.norm(e[a][:, None, :] - e[b][None, :, :], axis=2), tau, kernel
+    )
+    k_uu, k_us, k_ss = (
+        kernel_of(unselected, unselected),
+        kernel_of(unselected, selected),
+        kernel_of(selected, selected),
+    )
+    sigma = k_uu - k_us @ np.linalg.inv(k_ss + noise * np.eye(len(selected))) @ k_us.T
+    return np.diag(sigma)
+
+
+@pytest.mark.parametrize("kernel", ["exponential", "rbf"])
+def test_variances_equal_dense_eq5_on_real_embeddings(sst2_embeddings, kernel):
+    embeddings = np.asarray(sst2_embeddings[:300], dtype=np.float64)
+    tau = resolve_bandwidth("median", embeddings)
+    tracker = UncertaintyTracker(embeddings, tau=tau, kernel=kernel, noise=1e-6, device="cpu")
+    result = tracker.run(k=4, threshold=0.0, max_rounds=8)
+    assert len(result.rounds) == 8 and tracker.n_selected == 40
+    selected = np.array(tracker.selected_order)
+    unselected = np.setdiff1d(np.arange(len(embeddings)), selected)
+    expected = eq5_literal(embeddings, selected, unselected, tau, kernel, 1e-6)
+    np.testing.assert_allclose(tracker.variances()[unselected], expected, atol=1e-5, rtol=0)
+    # and on every sample, selected ones included, against the dense reference used by refit_select
+    dense = posterior_variance_dense(embeddings, selected, tau, kernel, 1e-6)
+    np.testing.assert_allclose(tracker.variances(), dense, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("noise", [1e-6, 1e-2, 1.0])
+def test_noise_parameter_matches_eq5_with_same_noise(noise):
+    embeddings = clustered(150)
+    tracker = UncertaintyTracker(embeddings, tau=0.8, noise=noise, device="cpu")
+    tracker.run(k=3, threshold=-1.0, max_rounds=5)
+    selected = np.array(tracker.selected_order)
+    unselected = np.setdiff1d(np.arange(150), selected)
+    expected = eq5_literal(embeddings, selected, unselected, 0.8, "exponential", noise)
+    np.testing.assert_allclose(tracker.variances()[unselected], expected, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("kernel", ["exponential", "rbf"])
+def test_picks_equal_refit_per_round_selectors(sst2_embeddings, kernel):
+    embeddings = np.asarray(sst2_embeddings[:300], dtype=np.float64)
+    tau = resolve_bandwidth("median", embeddings)
+    tracker = UncertaintyTracker(embeddings, tau=tau, kernel=kernel, device="cpu")
+    picks = [r.members for r in tracker.run(k=4, threshold=-1.0, max_rounds=10).rounds]
+    assert picks == refit_select(embeddings, k=4, rounds=10, tau=tau, kernel=kernel, backend="numpy")
+    assert picks == refit_select(embeddings, k=4, rounds=10, tau=tau, kernel=kernel, backend="sklearn")
+
+
+def test_float32_storage_gives_same_picks_and_close_variances():
+    embeddings = clustered(400)
+    exact = UncertaintyTracker(embeddings, tau="median", device="cpu", dtype="float64")
+    fast = UncertaintyTracker(embeddings.astype(np.float32), tau="median", device="cpu", dtype="float32")
+    picks64 = [r.members for r in exact.run(k=4, threshold=-1.0, max_rounds=15).rounds]
+    picks32 = [r.members for r in fast.run(k=4, threshold=-1.0, max_rounds=15).rounds]
+    assert picks32 == picks64
+    unselected = ~exact.selected_mask.numpy()
+    np.testing.assert_allclose(fast.variances()[unselected], exact.variances()[unselected], atol=1e-4)
+    assert fast.variances()[~unselected].max() < 1e-3  # float32 rounding: ~1e-4 instead of ~1e-6
+
+
+def test_invariants_picked_zero_monotone_and_pivot_is_argmax():
+    embeddings = clustered(300)
+    tracker = UncertaintyTracker(embeddings, tau="median", device="cpu")
+    previous = tracker.variances()
+    assert np.all(previous == 1.0)  # prior variance 1 (eq. 1)
+    seen: set[int] = set()
+    for round_number in range(12):
+        before = tracker.variances()
+        masked = np.where(tracker.selected_mask.numpy(), -np.inf, before)
+        selection = tracker.step(k=4, round_number=round_number)
+        assert selection.pivot == int(np.argmax(masked))
+        assert selection.variance_at_selection == pytest.approx(masked.max())
+        assert len(selection.members) == 5 and not seen & set(selection.members)
+        seen |= set(selection.members)
+        # the k neighbours are the k nearest unselected samples of the pivot
+        distances = np.linalg.norm(embeddings - embeddings[selection.pivot], axis=1)
+        candidates = [i for i in np.argsort(distances) if i not in seen - set(selection.members)]
+        assert set(selection.members[1:]) == set(candidates[1:5])
+        after = tracker.variances()
+        assert np.all(after <= before + 1e-12)  # variances never increase
+        assert np.all(after[list(seen)] < 1e-5)  # picked samples have variance ~0
+        assert np.all(after >= 0)
+    assert tracker.n_selected == 60
+
+
+def test_stop_rule_threshold_and_max_rounds():
+    embeddings = clustered(200)
+    by_rounds = UncertaintyTracker(embeddings, tau="median", device="cpu").run(
+        k=4, threshold=0.0, max_rounds=3
+    )
+    assert by_rounds.stop_reason == "max_rounds" and len(by_rounds.rounds) == 3
+
+    tracker = UncertaintyTracker(embeddings, tau="median", device="cpu")
+    result = tracker.run(k=4, threshold=0.3, max_rounds=None)
+    assert result.stop_reason == "threshold"
+    unselected = ~tracker.selected_mask.numpy()
+    assert result.final_variance[unselected].max() <= 0.3
+    # every round ran because the largest variance was still above sigma (Algorithm 1's while condition)
+    assert all(r.variance_at_selection > 0.3 for r in result.rounds)
+    assert result.rounds[-2].max_variance_after > 0.3
+
+    small = clustered(12)
+    exhausted = UncertaintyTracker(small, tau="median", device="cpu").run(
+        k=4, threshold=-1.0, max_rounds=None
+    )
+    assert exhausted.stop_reason == "exhausted"
+    assert sorted(exhausted.selected) == list(range(12))
+    assert [len(r.members) for r in exhausted.rounds] == [5, 5, 2]
+
+
+def test_per_label_trackers_only_pick_their_label():
+    embeddings = clustered(300, seed=3)
+    labels = np.array(["a", "b", "c"])[np.random.default_rng(1).integers(3, size=300)]
+    batches, trace = select_demonstrations(embeddings, labels, k=3, max_rounds=4, threshold=0.0, device="cpu")
+    assert len(batches) == 12 and [b.batch_id for b in batches] == list(range(12))
+    assert [b.label for b in batches[:3]] == ["a", "b", "c"]  # rounds interleaved across labels
+    for batch in batches:
+        assert len(batch.rows) == 4
+        assert set(labels[list(batch.rows)]) == {batch.label}
+    rows = [i for b in batches for i in b.rows]
+    assert len(rows) == len(set(rows))
+    assert {t["tracker"] for t in trace} == {"a", "b", "c"}
+    # each label's tracker equals a tracker run on that label's rows alone
+    only_b = np.flatnonzero(labels == "b")
+    tau = resolve_bandwidth("median", embeddings)
+    alone = UncertaintyTracker(embeddings[only_b], tau=tau, device="cpu").run(
+        k=3, threshold=0.0, max_rounds=4
+    )
+    assert [b.rows for b in batches if b.label == "b"] == [
+        tuple(only_b[list(r.members)]) for r in alone.rounds
+    ]
+
+
+def test_global_tracker_labels_batches_by_pivot():
+    embeddings = clustered(120)
+    labels = ["x" if i % 2 else "y" for i in range(120)]
+    batches, trace = select_demonstrations(
+        embeddings, labels, k=4, max_rounds=3, per_label=False, device="cpu"
+    )
+    assert len(batches) == 3 and {t["tracker"] for t in trace} == {"__all__"}
+    assert all(b.label == labels[b.rows[0]] for b in batches)
+
+
+def test_badly_scaled_tau_warns():
+    embeddings = clustered(100)
+    assert check_bandwidth(embeddings, 1e-3) is not None
+    assert check_bandwidth(embeddings, 1e4) is not None
+    assert check_bandwidth(embeddings, resolve_bandwidth("median", embeddings)) is None
+    with pytest.warns(BandwidthWarning, match="too small"):
+        tracker = UncertaintyTracker(embeddings, tau=1e-3, device="cpu")
+    with pytest.warns(BandwidthWarning, match="index order"):
+        rounds = tracker.run(k=2, threshold=0.0, max_rounds=3).rounds
+    assert [r.pivot for r in rounds] == [0, 3, 6] or rounds[1].pivot == min(
+        set(range(100)) - set(rounds[0].members)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        UncertaintyTracker(embeddings, tau="median", device="cpu").run(k=2, max_rounds=3)
+
+
+def test_bad_input_errors_name_the_problem():
+    with pytest.raises(ValueError, match="2-D"):
+        UncertaintyTracker(np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        UncertaintyTracker(np.array([[0.0, np.nan], [1.0, 0.0]]))
+    with pytest.raises(ValueError, match="tau"):
+        UncertaintyTracker(clustered(10), tau="mean")
+    with pytest.raises(ValueError, match="tau"):
+        UncertaintyTracker(clustered(10), tau=-1)
+    with pytest.raises(ValueError, match="kernel"):
+        UncertaintyTracker(clustered(10), kernel="cosine")
+    with pytest.raises(ValueError, match="labels"):
+        select_demonstrations(clustered(10), ["a"] * 9)
+    with pytest.raises(ValueError, match="already selected"):
+        tracker = UncertaintyTracker(clustered(10), tau=1.0, device="cpu")
+        tracker.observe([1, 2])
+        tracker.observe([2])
+
+
+def test_pairwise_distances_match_norm():
+    a, b = clustered(20), clustered(30, seed=1)
+    expected = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)
+    np.testing.assert_allclose(pairwise_distances(a, b), expected, atol=1e-7)
