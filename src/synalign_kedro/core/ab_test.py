@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
+
+from synalign_kedro.core.classifier import fit_predict_logistic
 
 logger = logging.getLogger(__name__)
 
@@ -207,32 +208,6 @@ def evaluation_row(evaluation_table: pd.DataFrame | None, variant: str) -> dict 
             row = match.iloc[0].to_dict()
             return {str(k): _json_scalar(v) for k, v in row.items()}
     return None
-
-
-def fit_predict_logistic(
-    train_embeddings: np.ndarray,
-    train_labels: Sequence,
-    test_embeddings: np.ndarray,
-    C: float = 1.0,
-    max_iter: int = 1000,
-    seed: int = 0,
-) -> np.ndarray:
-    """Predicted test labels of ``LogisticRegression(C, max_iter)`` fitted on frozen embeddings.
-
-    The same classifier as ``core.classifier.evaluate_downstream`` (paper sec. 4.2), which returns only
-    scores; the A/B estimate needs the per-row predictions for its paired tests.
-    """
-    train = np.asarray(train_embeddings, dtype=np.float64)
-    labels = np.asarray([str(label) for label in train_labels], dtype=object)
-    if train.ndim != 2 or train.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"train_embeddings has shape {train.shape} but there are {labels.shape[0]} labels; they must be row-aligned"
-        )
-    if np.unique(labels).size < 2:
-        raise ValueError("the training set holds a single label; a classifier needs two or more")
-    model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
-    model.fit(train, labels)
-    return model.predict(np.asarray(test_embeddings, dtype=np.float64))
 
 
 def paired_bootstrap_difference(

@@ -91,6 +91,30 @@ def bootstrap_indices(seed: int, size: int, stream: int) -> np.ndarray:
     return np.random.default_rng([seed, stream]).integers(0, size, size=size)
 
 
+def fit_predict_logistic(
+    train_embeddings: np.ndarray,
+    train_labels: Sequence,
+    test_embeddings: np.ndarray,
+    C: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Predicted test labels of ``LogisticRegression(C, max_iter, random_state=seed)`` fitted on frozen
+    embeddings: the downstream classifier of :func:`evaluate_downstream` (paper sec. 4.2), also used by the
+    offline A/B estimate, which needs per-row predictions for its paired tests."""
+    train = np.asarray(train_embeddings, dtype=np.float64)
+    labels = np.asarray([str(label) for label in train_labels], dtype=object)
+    if train.ndim != 2 or train.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"train_embeddings has shape {train.shape} but there are {labels.shape[0]} labels; they must be row-aligned"
+        )
+    if np.unique(labels).size < 2:
+        raise ValueError("the training set holds a single label; a classifier needs two or more")
+    model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    model.fit(train, labels)
+    return model.predict(np.asarray(test_embeddings, dtype=np.float64))
+
+
 def evaluate_downstream(
     train_emb: np.ndarray,
     train_labels: Sequence,
@@ -143,13 +167,8 @@ def evaluate_downstream(
             synthetic_index = np.arange(synthetic.shape[0])
         features = np.concatenate([real[real_index], synthetic[synthetic_index]], axis=0)
         targets = np.concatenate([real_labels[real_index], synthetic_label_array[synthetic_index]])
-        if np.unique(targets).size < 2:
-            raise ValueError(
-                f"seed {seed}: the training set holds a single label; a classifier needs two or more"
-            )
-        model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
-        model.fit(features, targets)
-        scores.append(_score(test_label_array, model.predict(test), label_set))
+        predictions = fit_predict_logistic(features, targets, test, C=C, max_iter=max_iter, seed=seed)
+        scores.append(_score(test_label_array, predictions, label_set))
     return _summarise(
         scores, {"n_train_real": int(real.shape[0]), "n_train_synthetic": int(synthetic.shape[0])}
     )

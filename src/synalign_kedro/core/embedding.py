@@ -89,3 +89,15 @@ def embed_texts(
         np.save(partial, vectors)
         os.replace(partial, cache_path)
     return vectors
+
+
+def embed_with_settings(texts: Sequence[str], settings: dict) -> np.ndarray:
+    """:func:`embed_texts` driven by the project's ``embedding`` parameters
+    (``model``, ``batch_size``, ``device``, ``cache_dir``); the one place nodes unpack them."""
+    return embed_texts(
+        [str(t) for t in texts],
+        model=settings.get("model", DEFAULT_EMBEDDER),
+        batch_size=int(settings.get("batch_size", 64)),
+        device=settings.get("device", "auto"),
+        cache_dir=settings.get("cache_dir"),
+    )

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from synalign_kedro.core import ab_test, privacy, report
-from synalign_kedro.core.embedding import embed_texts
+from synalign_kedro.core.embedding import embed_with_settings
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +33,7 @@ def select_variant(variant: str, **candidates: pd.DataFrame) -> pd.DataFrame:
 def embed_variant(synthetic: pd.DataFrame, embedding: dict[str, Any]) -> np.ndarray:
     """Embeddings of the variant's rows (same embedder and content-addressed cache as everywhere, so the
     evaluation pipeline's embedding of the same texts is reused)."""
-    return embed_texts(
-        synthetic["text"].astype(str).tolist(),
-        model=embedding["model"],
-        batch_size=embedding.get("batch_size", 64),
-        device=embedding.get("device", "auto"),
-        cache_dir=embedding.get("cache_dir"),
-    )
+    return embed_with_settings(synthetic["text"].astype(str).tolist(), embedding)
 
 
 def check_variant_privacy(

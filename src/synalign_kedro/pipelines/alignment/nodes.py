@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from synalign_kedro.core import alignment as core
-from synalign_kedro.core.embedding import embed_texts
+from synalign_kedro.core.embedding import embed_with_settings
 from synalign_kedro.core.metrics import wasserstein_distance
 
 logger = logging.getLogger(__name__)
@@ -20,13 +20,7 @@ MAX_MLFLOW_TRACE_POINTS = 100
 
 def embed_synthetic_pool(pool: pd.DataFrame, embedding: dict[str, Any]) -> np.ndarray:
     """E_gen: embed the pool's texts with the same embedder and cache as the real data (sec. 3.1)."""
-    return embed_texts(
-        pool["text"].astype(str).tolist(),
-        model=embedding["model"],
-        batch_size=embedding.get("batch_size", 64),
-        device=embedding.get("device", "auto"),
-        cache_dir=embedding.get("cache_dir"),
-    )
+    return embed_with_settings(pool["text"].astype(str).tolist(), embedding)
 
 
 def learn_alignment_weights(

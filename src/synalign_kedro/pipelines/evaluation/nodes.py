@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from synalign_kedro.core.classifier import evaluate_downstream, filter_synthetic_samples, finetune_downstream
-from synalign_kedro.core.embedding import embed_texts
+from synalign_kedro.core.embedding import embed_with_settings
 from synalign_kedro.core.metrics import mmd_rbf, vocabulary_size, wasserstein_distance, wasserstein_method
 from synalign_kedro.core.plots import coverage_figure, joint_tsne, tsne_grid_figure
 
@@ -36,13 +36,7 @@ CLASSIFIERS = ("logistic_regression", "finetune")
 
 
 def _embed(texts: list[str], embedding: dict[str, Any]) -> np.ndarray:
-    return embed_texts(
-        texts,
-        model=embedding["model"],
-        batch_size=embedding.get("batch_size", 64),
-        device=embedding.get("device", "auto"),
-        cache_dir=embedding.get("cache_dir"),
-    )
+    return embed_with_settings(texts, embedding)
 
 
 def embed_real_test(real_test: pd.DataFrame, embedding: dict[str, Any]) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from synalign_kedro.core.coverage import coverage_summary, coverage_table, plot_coverage
-from synalign_kedro.core.embedding import embed_texts
+from synalign_kedro.core.embedding import embed_with_settings
 from synalign_kedro.core.exploration import select_demonstrations
 
 logger = logging.getLogger(__name__)
@@ -61,13 +61,7 @@ def embed_real_train(real_train: pd.DataFrame, embedding: dict[str, Any]) -> np.
     """Sentence embeddings of ``real_train.text`` (row i = row i), cached by content hash in ``core.embedding``."""
     if "text" not in real_train.columns:
         raise ValueError("real_train lacks the column 'text'")
-    return embed_texts(
-        real_train["text"].astype(str).tolist(),
-        model=embedding.get("model", "all-MiniLM-L6-v2"),
-        batch_size=int(embedding.get("batch_size", 64)),
-        device=embedding.get("device", "auto"),
-        cache_dir=embedding.get("cache_dir"),
-    )
+    return embed_with_settings(real_train["text"].astype(str).tolist(), embedding)
 
 
 def select_demonstration_batches(
