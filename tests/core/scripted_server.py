@@ -1,0 +1,186 @@
+"""A tiny scripted OpenAI-compatible chat server for tests (never used by the product).
+
+Each POST to ``/v1/chat/completions`` takes the next action from ``script`` (then ``default``):
+
+- ``"ok"``: a valid answer built from the request (the ``response_format`` schema when present, else the
+  prompt): ``{"samples": [...]}`` with the asked number of distinct texts, ``{"values": [...]}``, or an
+  attribute summary with every schema property filled;
+- ``"garbage"`` (no JSON), ``"truncated"`` (JSON cut in the middle), ``"empty"`` (empty content),
+  ``"few"`` (one sample only), ``"copy"`` (copies a demonstration text from the prompt verbatim);
+- ``"429"`` / ``"500"``: that HTTP status; ``"stall"``: sleeps ``stall_seconds`` before answering ok
+  (longer than the client's timeout); ``"close"``: drops the connection without answering.
+
+Every request body is recorded in ``calls`` (in arrival order) so tests can count calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _digest(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def valid_answer(body: dict) -> str:
+    """A well-formed answer to ``body`` (deterministic: the same request gets the same answer)."""
+    messages = body.get("messages", [])
+    digest = _digest([messages, body.get("seed")])
+    schema = (body.get("response_format") or {}).get("schema") or (
+        (body.get("response_format") or {}).get("json_schema") or {}
+    ).get("schema")
+    if schema:
+        properties = schema.get("properties", {})
+        if "samples" in properties or "values" in properties:
+            key = "samples" if "samples" in properties else "values"
+            n = properties[key].get("minItems", 3)
+            return json.dumps({key: [f"scripted {key} {i} of request {digest} is fine" for i in range(n)]})
+        return json.dumps({name: f"scripted description of {name.replace('_', ' ')}" for name in properties})
+    # plain mode: read what is asked from the prompt
+    all_text = " ".join(m["content"] for m in messages)
+    n = int(m.group(1)) if (m := re.search(r"exactly (\d+)", all_text)) else 3
+    if '"samples"' in all_text:
+        return (
+            "Sure! Here you go:\n```json\n"
+            + json.dumps({"samples": [f"scripted sample {i} of request {digest} is fine" for i in range(n)]})
+            + "\n```"
+        )
+    keys = re.findall(r'"(\w+)": "<', all_text)
+    return json.dumps({k: f"scripted description of {k}" for k in keys})
+
+
+def _first_demonstration(body: dict) -> str:
+    for message in body.get("messages", []):
+        if (m := re.search(r'"text": "((?:[^"\\]|\\.)*)"', message["content"])) is not None:
+            return json.loads(f'"{m.group(1)}"')
+    return "no demonstration in the prompt"
+
+
+class ScriptedLLMServer:
+    def __init__(
+        self,
+        script: list[str] | None = None,
+        default: str = "ok",
+        stall_seconds: float = 5.0,
+        delay: float = 0.0,
+    ):
+        self.script = list(script or [])
+        self.default = default
+        self.stall_seconds = stall_seconds
+        self.delay = delay
+        self.calls: list[dict] = []
+        self.actions: list[str] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):  # /v1/models
+                self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.calls.append(body)
+                    action = server.script.pop(0) if server.script else server.default
+                    server.actions.append(action)
+                if server.delay:
+                    time.sleep(server.delay)
+                if action in ("429", "500", "503"):
+                    self._send(
+                        int(action), {"error": {"message": f"scripted {action}", "type": "server_error"}}
+                    )
+                    return
+                if action == "close":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if action == "stall":
+                    time.sleep(server.stall_seconds)
+                content = {
+                    "ok": lambda: valid_answer(body),
+                    "stall": lambda: valid_answer(body),
+                    "garbage": lambda: "I am sorry, I cannot help with that. Here are some thoughts instead.",
+                    "truncated": lambda: valid_answer(body)[: max(5, len(valid_answer(body)) // 2)],
+                    "empty": lambda: "",
+                    "few": lambda: json.dumps({"samples": ["only one scripted sample here"]}),
+                    "copy": lambda: json.dumps(
+                        {
+                            "samples": [_first_demonstration(body)] * 1
+                            + [f"fresh scripted text {i} here" for i in range(20)]
+                        }
+                    ),
+                }[action]()
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-scripted",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", "scripted"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": 10,
+                            "completion_tokens": max(1, len(content) // 4),
+                            "total_tokens": 10 + len(content) // 4,
+                        },
+                    },
+                )
+
+            def _send(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    @property
+    def n_calls(self) -> int:
+        with self._lock:
+            return len(self.calls)
+
+    def start(self) -> ScriptedLLMServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> ScriptedLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # manual use: python tests/core/scripted_server.py
+    with ScriptedLLMServer() as s:
+        print(s.url, flush=True)
+        threading.Event().wait()

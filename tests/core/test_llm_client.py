@@ -1,0 +1,245 @@
+"""LLM client against a scripted HTTP server: re-asks, transport retries, give-up budget, cache, secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from synalign_kedro.core.json_extract import JSONExtractionError, extract_json
+from synalign_kedro.core.llm_cache import LLMCallCache
+from synalign_kedro.core.llm_client import (
+    ChatTask,
+    LLMClient,
+    LLMSettings,
+    LLMUnavailableError,
+    cache_identity,
+)
+from synalign_kedro.core.llm_server import Endpoint, remote_endpoint
+
+from .scripted_server import ScriptedLLMServer
+
+SECRET = "sk-test-SECRET-do-not-log-1234"
+
+
+def sample_task(task_id: str, n: int = 3, offset: int = 0) -> ChatTask:
+    schema = {
+        "type": "object",
+        "properties": {
+            "samples": {"type": "array", "items": {"type": "string"}, "minItems": n, "maxItems": n}
+        },
+        "required": ["samples"],
+    }
+
+    def validate(parsed):
+        samples = parsed["samples"] if isinstance(parsed, dict) else None
+        if not isinstance(samples, list) or len(samples) < n:
+            raise ValueError(f"need {n} samples")
+        return samples[:n]
+
+    return ChatTask(
+        task_id,
+        [
+            {
+                "role": "user",
+                "content": f'Write exactly {n} texts for {task_id}. Answer as {{"samples": [...]}}',
+            }
+        ],
+        "samples",
+        schema,
+        validate,
+        offset,
+    )
+
+
+def make_client(server, tmp_path, factory_calls=None, **overrides):
+    settings = LLMSettings.model_validate(
+        {
+            "model": "scripted",
+            "base_url": server.url if server else "http://127.0.0.1:9/v1",
+            "structured_output": "json_object",
+            "timeout": 2.0,
+            "max_retries": 2,
+            "transport_retries": 4,
+            "transport_budget_s": 20,
+            "backoff_initial_s": 0.01,
+            "backoff_max_s": 0.05,
+            "cache_dir": str(tmp_path / "cache"),
+            "show_progress": False,
+            **overrides,
+        }
+    )
+    url = settings.base_url
+
+    def factory():
+        if factory_calls is not None:
+            factory_calls.append(1)
+        return Endpoint(base_url=url, model="scripted", identity=cache_identity(settings), api_key=SECRET)
+
+    cache = LLMCallCache(tmp_path / "cache" / "llm_calls.sqlite")
+    return LLMClient(settings, cache_identity(settings), factory, cache), cache
+
+
+@pytest.fixture
+def server():
+    with ScriptedLLMServer() as s:
+        yield s
+
+
+def test_malformed_answers_are_reasked_with_the_validation_error(server, tmp_path):
+    server.script = ["garbage", "truncated", "ok"]
+    client, _ = make_client(server, tmp_path)
+    [result], usage = client.run([sample_task("t0")])
+    assert result.ok and len(result.value) == 3
+    assert len(server.calls) == 3 and usage.calls == 3 and usage.reasks == 2
+    reask = server.calls[1]["messages"]
+    assert reask[-2]["role"] == "assistant" and "cannot help" in reask[-2]["content"]
+    assert reask[-1]["role"] == "user" and "no JSON" in reask[-1]["content"]
+    assert "truncated or malformed" in server.calls[2]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("bad", ["empty", "few", "garbage", "truncated"])
+def test_failure_after_max_retries_is_recorded_and_the_run_goes_on(server, tmp_path, bad):
+    server.script = [bad, bad, bad]  # task 0 exhausts 1 + max_retries answers; task 1 gets "ok"
+    client, _ = make_client(server, tmp_path)
+    results, usage = client.run([sample_task("t0"), sample_task("t1")])
+    assert [r.ok for r in results] == [False, True]
+    assert len(results[0].raw_responses) == 3 and results[0].error
+    assert usage.failures == 1 and usage.reasks == 2 and len(server.calls) == 4
+
+
+def test_429_500_and_stalls_are_retried_with_backoff(server, tmp_path):
+    server.script = ["429", "500", "stall", "close", "ok"]
+    server.stall_seconds = 4.0  # > the client's 2 s timeout
+    client, _ = make_client(server, tmp_path, transport_retries=6)
+    [result], usage = client.run([sample_task("t0")])
+    assert result.ok
+    assert len(server.calls) == 5 and usage.transport_retries == 4 and usage.calls == 1 and usage.reasks == 0
+
+
+def test_a_server_that_stays_down_ends_the_run_within_budget_keeping_finished_calls(server, tmp_path):
+    server.script = ["ok"]
+    server.default = "500"
+    client, cache = make_client(server, tmp_path, transport_retries=3)
+    started = time.monotonic()
+    with pytest.raises(LLMUnavailableError, match="re-run to resume") as error:
+        client.run([sample_task("t0"), sample_task("t1"), sample_task("t2")])
+    assert time.monotonic() - started < 10
+    assert "500" in str(error.value) and SECRET not in str(error.value)
+    assert len(server.calls) == 1 + 3  # one ok, then 3 attempts for t1, t2 never sent
+    assert len(cache) == 1
+    # the server comes back: the re-run replays t0 from the cache and only calls for t1 and t2
+    server.default = "ok"
+    client2, _ = make_client(server, tmp_path)
+    results, usage = client2.run([sample_task("t0"), sample_task("t1"), sample_task("t2")])
+    assert all(r.ok for r in results) and usage.cache_hits == 1 and usage.calls == 2
+
+
+def test_unreachable_endpoint_gives_a_clear_error(tmp_path):
+    client, _ = make_client(None, tmp_path, transport_retries=2)
+    with pytest.raises(LLMUnavailableError, match="kept failing"):
+        client.run([sample_task("t0")])
+
+
+def test_cached_calls_are_not_repeated_and_no_endpoint_is_resolved(server, tmp_path):
+    server.script = ["garbage"]  # the first task needs a re-ask: both answers are cached
+    factory_calls: list = []
+    client, cache = make_client(server, tmp_path, factory_calls)
+    tasks = [sample_task(f"t{i}", offset=i) for i in range(4)]
+    first, _ = client.run(tasks)
+    assert len(server.calls) == 5 and len(cache) == 5 and factory_calls == [1]
+    client2, _ = make_client(server, tmp_path, factory_calls)
+    second, usage = client2.run(tasks)
+    assert len(server.calls) == 5 and factory_calls == [1]  # no call, no server start
+    assert usage.cache_hits == 5 and usage.calls == 0 and usage.reasks == 1
+    assert [r.value for r in first] == [r.value for r in second]
+
+
+def test_identical_prompts_with_distinct_seed_offsets_are_distinct_calls(server, tmp_path):
+    client, _ = make_client(server, tmp_path)
+    same = [sample_task("same", offset=0), sample_task("same", offset=1)]
+    client.run(same)
+    assert len(server.calls) == 2 and {c["seed"] for c in server.calls} == {42, 43}
+
+
+def test_concurrent_requests_keep_task_order(server, tmp_path):
+    server.delay = 0.1
+    client, _ = make_client(server, tmp_path, max_concurrency=4)
+    tasks = [sample_task(f"t{i}") for i in range(8)]
+    results, usage = client.run(tasks)
+    assert [r.task_id for r in results] == [t.task_id for t in tasks]
+    assert all(r.ok for r in results) and usage.calls == 8 and len(server.calls) == 8
+    assert all(f"t{i}" in json.dumps(server.calls) for i in range(8))
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("json_object", "json_object"), ("json_schema", "json_schema"), ("plain", None)],
+)
+def test_structured_output_modes(server, tmp_path, mode, expected):
+    client, _ = make_client(server, tmp_path, structured_output=mode)
+    [result], _ = client.run([sample_task("t0")])
+    assert result.ok
+    response_format = server.calls[0].get("response_format")
+    assert (response_format or {}).get("type") == expected
+    if expected == "json_object":
+        assert response_format["schema"]["properties"]["samples"]["minItems"] == 3
+    if expected == "json_schema":
+        assert response_format["json_schema"]["schema"]["required"] == ["samples"]
+
+
+def test_auto_mode_is_json_object_for_embedded_and_json_schema_for_remote():
+    assert LLMSettings(model="m").resolved_structured_output() == "json_object"
+    assert (
+        LLMSettings(model="m", base_url="https://api.openai.com/v1").resolved_structured_output()
+        == "json_schema"
+    )
+
+
+def test_unknown_llm_settings_are_rejected():
+    with pytest.raises(ValueError, match="max_tokenz"):
+        LLMSettings.model_validate({"model": "m", "max_tokenz": 3})
+
+
+def test_api_key_never_reaches_logs_or_cache(server, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.script = ["500", "garbage"]
+    client, cache = make_client(server, tmp_path)
+    client.run([sample_task("t0")])
+    cache.close()
+    assert SECRET not in caplog.text
+    assert SECRET.encode() not in (tmp_path / "cache" / "llm_calls.sqlite").read_bytes()
+    assert SECRET not in repr(client._endpoint)
+    assert server.calls  # the key did reach the server (as the bearer token), nowhere else
+
+
+def test_cache_identity_matches_the_endpoint_identity(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    llm = {"model": "gpt-4o-mini", "base_url": "https://api.openai.com/v1/"}
+    assert cache_identity(llm) == remote_endpoint(llm["base_url"], llm["model"]).identity
+    assert cache_identity({"model": "smollm2-135m-instruct"}).startswith(
+        "embedded:SmolLM2-135M-Instruct.Q4_1.gguf@"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ('Sure!\n```json\n{"samples": ["x", "y"]}\n```\nHope it helps', {"samples": ["x", "y"]}),
+        ('Here: ["a", "b"] done', ["a", "b"]),
+        ('{"samples": ["line\nbreak"]}', {"samples": ["line\nbreak"]}),
+    ],
+)
+def test_extract_json_finds_the_json(text, expected):
+    assert extract_json(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"), [("", "empty"), ("no json here", "no JSON"), ('{"samples": ["a", "b', "truncated")]
+)
+def test_extract_json_explains_failures(text, reason):
+    with pytest.raises(JSONExtractionError, match=reason):
+        extract_json(text)

@@ -1,0 +1,140 @@
+"""The generation pipeline: wiring (namespaces, dataset names) and a run against the scripted server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from synalign_kedro.core.generation import POOL_COLUMNS
+from synalign_kedro.pipelines.generation.nodes import generate_synthetic_pool, select_prompts
+from synalign_kedro.pipelines.generation.pipeline import METHODS, create_pipeline
+from tests.core.scripted_server import ScriptedLLMServer
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def load_parameters(env: str = "base") -> dict:
+    parameters: dict = {}
+    for folder in ["base"] + ([env] if env != "base" else []):
+        for path in sorted((ROOT / "conf" / folder).glob("parameters*.yml")):
+            parameters.update(yaml.safe_load(path.read_text()) or {})
+    return parameters
+
+
+@pytest.fixture(scope="module")
+def inputs(sst2_train):
+    real = sst2_train.head(300).reset_index(drop=True)
+    batches = pd.DataFrame(
+        [
+            {"batch_id": i, "label": label, "row_ids": [f"{i}-{j}" for j in range(4)],
+             "texts": real[real.label == label].text.iloc[4 * i : 4 * i + 4].tolist(), "variance_at_selection": 1.0 - i / 10, "round": i}
+            for i, label in enumerate(["positive", "negative", "positive", "negative"])
+        ]
+    )  # fmt: skip
+    params = load_parameters("test")
+    profile = {**params["dataset_sst2"], "name": "sst2"}
+    return real, batches, profile, params
+
+
+def test_one_namespaced_instance_per_method():
+    pipe = create_pipeline()
+    assert {n.namespace for n in pipe.nodes} == set(METHODS)
+    expected = {
+        f"{kind}_{m}" for m in METHODS for kind in ("synthetic_pool", "llm_usage", "llm_usage_metrics")
+    }
+    assert pipe.outputs() == expected
+    assert {"demonstration_batches", "dataset_profile", "real_train", "params:llm"} <= pipe.inputs()
+    one = pipe.only_nodes_with_namespaces(["simprompt"])
+    assert one.outputs() == {"synthetic_pool_simprompt", "llm_usage_simprompt", "llm_usage_metrics_simprompt"}
+
+
+def test_select_prompts_picks_the_active_dataset(inputs):
+    *_, params = inputs
+    for dataset in ("sst2", "ag_news", "amazon_category", "my_own_data"):
+        prompts = select_prompts({**params, "dataset": dataset})
+        own = params.get(f"prompts_{dataset}", {})
+        assert prompts["stage2"] == own.get("stage2", params["prompts_default"]["stage2"])
+
+
+def test_shipped_budgets_are_equal_across_methods():
+    for env in ("base", "test"):
+        generation = load_parameters(env)["generation"]
+        overrides = {m: set(v) - {"method"} for m, v in generation["methods"].items()}
+        assert set(generation["methods"]) == set(METHODS) and not any(overrides.values())
+
+
+def test_generation_pipeline_runs_every_method_against_an_endpoint(inputs, tmp_path):
+    real, batches, profile, params = inputs
+    llm = {**params["llm"], "base_url": None, "cache_dir": str(tmp_path / "cache"), "show_progress": False}
+    with ScriptedLLMServer(script=["garbage"]) as server:
+        llm["base_url"] = server.url
+        llm["structured_output"] = "json_object"
+        catalog = DataCatalog(
+            datasets={
+                "demonstration_batches": MemoryDataset(batches),
+                "dataset_profile": MemoryDataset(profile),
+                "real_train": MemoryDataset(real),
+                "parameters": MemoryDataset({**params, "llm": llm}),
+                "params:llm": MemoryDataset(llm),
+                "params:seed": MemoryDataset(42),
+                "params:generation": MemoryDataset(params["generation"]),
+                **{
+                    f"params:generation.methods.{m}": MemoryDataset(params["generation"]["methods"][m])
+                    for m in METHODS
+                },
+                **{
+                    f"{kind}_{m}": MemoryDataset()
+                    for m in METHODS
+                    for kind in ("synthetic_pool", "llm_usage", "llm_usage_metrics")
+                },
+            }
+        )
+        SequentialRunner().run(create_pipeline(), catalog)
+        calls = len(server.calls)
+    n_samples = params["generation"]["n_samples"]
+    total_calls = 0
+    for method in METHODS:
+        pool = catalog.load(f"synthetic_pool_{method}")
+        usage = catalog.load(f"llm_usage_{method}")
+        metrics = catalog.load(f"llm_usage_metrics_{method}")
+        assert list(pool.columns) == POOL_COLUMNS and len(pool) == n_samples
+        assert (pool.method == method).all() and usage["method"] == method
+        assert metrics["calls"] == {"value": float(usage["calls"]), "step": 0}
+        assert metrics["failed_tasks"]["value"] == len(usage["failures"]) and json.dumps(
+            usage
+        )  # JSON-serialisable
+        total_calls += usage["calls"]
+    assert total_calls == calls  # every call accounted for; the garbage answer was re-asked
+    assert sum(catalog.load(f"llm_usage_{m}")["reasks"] for m in METHODS) == 1
+
+
+@pytest.mark.slow
+def test_node_generates_with_the_embedded_test_llm(inputs, test_llm_endpoint, tmp_path):
+    """Real llama.cpp server (SmolLM2-135M): the node finishes and records what failed, junk or not."""
+    real, batches, profile, params = inputs
+    llm = {
+        **params["llm"],
+        "cache_dir": str(tmp_path),
+        "max_tokens": 96,
+        "max_retries": 0,
+        "show_progress": False,
+    }
+    prompts = select_prompts({**params, "dataset": "sst2"})
+    generation = {**params["generation"], "n_samples": 2, "n_per_call": 2}
+    pool, usage, metrics = generate_synthetic_pool(
+        batches, profile, real, prompts, generation, {"method": "simprompt"}, llm, 42
+    )
+    assert usage["calls"] == 1 and usage["completion_tokens"] > 0
+    assert usage["model"] == test_llm_endpoint.identity
+    assert len(pool) + len(usage["failures"]) >= 1 and list(pool.columns) == POOL_COLUMNS
+    # the same call again is served from the cache
+    _, again, _ = generate_synthetic_pool(
+        batches, profile, real, prompts, generation, {"method": "simprompt"}, llm, 42
+    )
+    assert again["calls"] == 0 and again["cache_hits"] == 1
