@@ -89,11 +89,11 @@ class RunInfoHook:
         from synalign_kedro.core.device import describe_device, resolve_device
 
         device = describe_device(resolve_device("auto"))
-        logger.info("Run env=%s, device=%s", run_params.get("env"), device)
-        if _mlflow_active():
+        logger.info("Run env=%s, device=%s", run_params.get("env") or "local", device)
+        if _mlflow_active():  # kedro-mlflow already tags the env
             import mlflow
 
-            mlflow.set_tags({"kedro_env": str(run_params.get("env") or "local"), "device": device})
+            mlflow.set_tag("device", device)
 
     @hook_impl
     def before_node_run(self, node) -> None:
