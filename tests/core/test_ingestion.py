@@ -98,7 +98,7 @@ def test_row_ids_are_stable_under_reordering(tmp_path):
     rows = ["good film,pos", "bad film,neg", "great acting,pos", "dull plot,neg"]
     a, _, _ = ingest(write_csv(tmp_path / "a.csv", rows), write_csv(tmp_path / "t.csv", ["x,pos", "y,neg"]))
     b, _, _ = ingest(write_csv(tmp_path / "b.csv", rows[::-1]), tmp_path / "t.csv")
-    assert dict(zip(a["text"], a["row_id"])) == dict(zip(b["text"], b["row_id"]))
+    assert dict(zip(a["text"], a["row_id"], strict=True)) == dict(zip(b["text"], b["row_id"], strict=True))
 
 
 def test_stratified_split_when_no_test_file(tmp_path):
