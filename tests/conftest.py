@@ -23,6 +23,21 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One BLAS/OpenMP/torch thread for a module: on a shared 2-core machine, oversubscribed OpenMP spin-waits
+    make many small operations (t-SNE, one GP round) up to 10x slower than single-threaded.
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def sst2_train() -> pd.DataFrame:
     """The shipped SST-2 training sample (2,000 rows, columns text,label)."""

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from shapely import MultiPoint
-from threadpoolctl import threadpool_limits
 
 from synalign_kedro.core.coverage import (
     coverage_curve,
@@ -18,16 +16,7 @@ from synalign_kedro.core.coverage import (
     random_sequence,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One BLAS/OpenMP/torch thread: on the shared 2-core test machine, oversubscribed OpenMP spin-waits make
-    the many small operations here (t-SNE, one GP round) up to 10x slower than single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # see tests/conftest.py
 
 
 def grid(side: int = 10) -> np.ndarray:

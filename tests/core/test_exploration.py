@@ -6,8 +6,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 from synalign_kedro.core.exploration import (
     BandwidthWarning,
@@ -21,16 +19,7 @@ from synalign_kedro.core.exploration import (
     select_demonstrations,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One BLAS/OpenMP/torch thread: on the shared 2-core test machine, oversubscribed OpenMP spin-waits make
-    the many small operations here (t-SNE, one GP round) up to 10x slower than single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # see tests/conftest.py
 
 
 def clustered(n: int = 240, dim: int = 32, clusters: int = 6, seed: int = 0) -> np.ndarray:
