@@ -23,6 +23,39 @@ def embed_synthetic_pool(pool: pd.DataFrame, embedding: dict[str, Any]) -> np.nd
     return embed_with_settings(pool["text"].astype(str).tolist(), embedding)
 
 
+def _align(
+    pool: pd.DataFrame,
+    pool_embeddings: np.ndarray,
+    real_train: pd.DataFrame,
+    real_embeddings: np.ndarray,
+    params: dict[str, Any],
+    seed: int,
+    **overrides: Any,
+):
+    """``core.align_pool`` driven by the ``alignment`` parameters (``overrides`` replace single settings,
+    e.g. the sweep's ``n_projections``)."""
+    settings = {
+        "per_label": params["per_label"],
+        "projection": params["projection"],
+        "n_projections": params["n_projections"],
+        "bandwidth": params.get("bandwidth", "median"),
+        "n_iterations": params["n_iterations"],
+        "learning_rate": params["learning_rate"],
+        "parametrisation": params["parametrisation"],
+        "tolerance": params.get("tolerance", 1e-6),
+        "device": params.get("device", "auto"),
+    }
+    settings.update(overrides)
+    return core.align_pool(
+        real_embeddings,
+        pool_embeddings,
+        real_labels=real_train["label"].astype(str).tolist(),
+        synthetic_labels=pool["label"].astype(str).tolist(),
+        seed=seed,
+        **settings,
+    )
+
+
 def learn_alignment_weights(
     pool: pd.DataFrame,
     pool_embeddings: np.ndarray,
@@ -35,22 +68,7 @@ def learn_alignment_weights(
     MLflow metrics."""
     _check_rows("synthetic_pool_synalign", pool, pool_embeddings)
     _check_rows("real_train", real_train, real_embeddings)
-    result = core.align_pool(
-        real_embeddings,
-        pool_embeddings,
-        real_labels=real_train["label"].astype(str).tolist(),
-        synthetic_labels=pool["label"].astype(str).tolist(),
-        per_label=params["per_label"],
-        projection=params["projection"],
-        n_projections=params["n_projections"],
-        bandwidth=params.get("bandwidth", "median"),
-        n_iterations=params["n_iterations"],
-        learning_rate=params["learning_rate"],
-        parametrisation=params["parametrisation"],
-        tolerance=params.get("tolerance", 1e-6),
-        seed=seed,
-        device=params.get("device", "auto"),
-    )
+    result = _align(pool, pool_embeddings, real_train, real_embeddings, params, seed)
     weights = pd.DataFrame(
         {
             "synthetic_id": pool["synthetic_id"].astype(str).to_numpy(),
@@ -184,22 +202,10 @@ def sweep_n_projections(
     rows = []
     for projection in sweep.get("projections", [params["projection"]]):
         for n_projections in sweep["n_projections"]:
-            result = core.align_pool(
-                real_embeddings,
-                pool_embeddings,
-                real_labels=real_train["label"].astype(str).tolist(),
-                synthetic_labels=pool["label"].astype(str).tolist(),
-                per_label=params["per_label"],
-                projection=projection,
-                n_projections=int(n_projections),
-                bandwidth=params.get("bandwidth", "median"),
-                n_iterations=params["n_iterations"],
-                learning_rate=params["learning_rate"],
-                parametrisation=params["parametrisation"],
-                tolerance=params.get("tolerance", 1e-6),
-                seed=seed,
-                device=params.get("device", "auto"),
-            )
+            result = _align(
+                pool, pool_embeddings, real_train, real_embeddings, params, seed,
+                projection=projection, n_projections=int(n_projections),
+            )  # fmt: skip
             if len(pool) == 0 or result.weights.sum() <= 0:
                 logger.warning(
                     "Empty pool or all-zero weights: no Wasserstein distance for |Theta|=%s", n_projections
