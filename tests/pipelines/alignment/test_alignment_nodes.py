@@ -9,19 +9,8 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from synalign_kedro.core.generation import POOL_COLUMNS
 from synalign_kedro.pipelines.alignment import create_pipeline, create_sweep_pipeline, nodes
-
-POOL_COLUMNS = [
-    "synthetic_id",
-    "text",
-    "label",
-    "method",
-    "batch_id",
-    "summary",
-    "prompt_hash",
-    "model",
-    "raw_response",
-]
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,9 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from synalign_kedro.core.generation import POOL_COLUMNS
 from synalign_kedro.pipelines.evaluation import create_pipeline, nodes
 from synalign_kedro.pipelines.evaluation.pipeline import VARIANT_INPUTS
-
-POOL_COLUMNS = [
-    "synthetic_id",
-    "text",
-    "label",
-    "method",
-    "batch_id",
-    "summary",
-    "prompt_hash",
-    "model",
-    "raw_response",
-]
 
 
 @pytest.fixture(scope="module")
