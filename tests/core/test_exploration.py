@@ -45,11 +45,18 @@ def eq5_literal(embeddings, selected, unselected, tau, kernel, noise):
     return np.diag(sigma)
 
 
+# tolerance against dense float64 eq. 5, per precision (measured on these embeddings: ~3e-8, ~3e-8, ~1e-6)
+PRECISION_ATOL = {"mixed": 1e-7, "float64": 1e-7, "float32": 1e-5}
+
+
+@pytest.mark.parametrize("dtype", ["mixed", "float64", "float32"])
 @pytest.mark.parametrize("kernel", ["exponential", "rbf"])
-def test_variances_equal_dense_eq5_on_real_embeddings(sst2_embeddings, kernel):
-    embeddings = np.asarray(sst2_embeddings[:300], dtype=np.float64)
+def test_variances_equal_dense_eq5_on_real_embeddings(sst2_embeddings, kernel, dtype):
+    given = sst2_embeddings[:300]  # float32, as the encoder gives them
+    assert given.dtype == np.float32
+    embeddings = np.asarray(given, dtype=np.float64)  # the same values, for the float64 references
     tau = resolve_bandwidth("median", embeddings)
-    tracker = UncertaintyTracker(embeddings, tau=tau, kernel=kernel, noise=1e-6, device="cpu")
+    tracker = UncertaintyTracker(given, tau=tau, kernel=kernel, noise=1e-6, device="cpu", dtype=dtype)
     result = tracker.run(k=4, threshold=0.0, max_rounds=8)
     assert len(result.rounds) == 8 and tracker.n_selected == 40
     selected = np.array(tracker.selected_order)
@@ -58,13 +65,15 @@ def test_variances_equal_dense_eq5_on_real_embeddings(sst2_embeddings, kernel):
     np.testing.assert_allclose(tracker.variances()[unselected], expected, atol=1e-5, rtol=0)
     # and on every sample, selected ones included, against the dense reference used by refit_select
     dense = posterior_variance_dense(embeddings, selected, tau, kernel, 1e-6)
-    np.testing.assert_allclose(tracker.variances(), dense, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(tracker.variances(), dense, atol=PRECISION_ATOL[dtype], rtol=0)
 
 
 @pytest.mark.parametrize("noise", [1e-6, 1e-2, 1.0])
 def test_noise_parameter_matches_eq5_with_same_noise(noise):
     embeddings = clustered(150)
-    tracker = UncertaintyTracker(embeddings, tau=0.8, noise=noise, device="cpu")
+    # float64 throughout: this checks the algebra of the noise term to 1e-8 (mixed would first round the
+    # float64 inputs to float32, ~2e-8 here)
+    tracker = UncertaintyTracker(embeddings, tau=0.8, noise=noise, device="cpu", dtype="float64")
     tracker.run(k=3, threshold=-1.0, max_rounds=5)
     selected = np.array(tracker.selected_order)
     unselected = np.setdiff1d(np.arange(150), selected)
@@ -72,11 +81,13 @@ def test_noise_parameter_matches_eq5_with_same_noise(noise):
     np.testing.assert_allclose(tracker.variances()[unselected], expected, atol=1e-8, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", ["mixed", "float64", "float32"])
 @pytest.mark.parametrize("kernel", ["exponential", "rbf"])
-def test_picks_equal_refit_per_round_selectors(sst2_embeddings, kernel):
+def test_picks_equal_refit_per_round_selectors(sst2_embeddings, kernel, dtype):
     embeddings = np.asarray(sst2_embeddings[:300], dtype=np.float64)
     tau = resolve_bandwidth("median", embeddings)
-    tracker = UncertaintyTracker(embeddings, tau=tau, kernel=kernel, device="cpu")
+    given = embeddings if dtype == "float64" else sst2_embeddings[:300]
+    tracker = UncertaintyTracker(given, tau=tau, kernel=kernel, device="cpu", dtype=dtype)
     picks = [r.members for r in tracker.run(k=4, threshold=-1.0, max_rounds=10).rounds]
     assert picks == refit_select(embeddings, k=4, rounds=10, tau=tau, kernel=kernel, backend="numpy")
     assert picks == refit_select(embeddings, k=4, rounds=10, tau=tau, kernel=kernel, backend="sklearn")
@@ -92,6 +103,33 @@ def test_float32_storage_gives_same_picks_and_close_variances():
     unselected = ~exact.selected_mask.numpy()
     np.testing.assert_allclose(fast.variances()[unselected], exact.variances()[unselected], atol=1e-4)
     assert fast.variances()[~unselected].max() < 1e-3  # float32 rounding: ~1e-4 instead of ~1e-6
+
+
+def test_mixed_precision_is_exact_for_duplicates_and_close_pairs():
+    """float32 products lose |a|^2 + |b|^2 - 2 a.b to cancellation for close pairs (a duplicate would sit at
+    ~3e-4 instead of 0); the tracker recomputes those pairs in float64."""
+    base = clustered(200, dim=64).astype(np.float32)
+    rng = np.random.default_rng(7)
+    close = base[:30] + np.float32(1e-3) * rng.standard_normal((30, 64)).astype(np.float32)
+    embeddings = np.concatenate([base, base[:20], close])  # 20 exact duplicates, 30 near-duplicates
+    reference = np.asarray(embeddings, dtype=np.float64)
+    mixed = UncertaintyTracker(embeddings, tau="median", device="cpu", dtype="mixed")
+    rows = [0, 5, 19, 200, 230, 249]
+    distances = mixed.distances_to(rows).numpy()
+    exact = np.linalg.norm(reference[rows][:, None, :] - reference[None, :, :], axis=2)
+    np.testing.assert_allclose(distances, exact, rtol=1e-6, atol=1e-9)
+    assert distances[0, 0] == 0.0 and distances[0, 200] == 0.0  # self and duplicate: exactly 0
+    # and the whole selection agrees with float64 storage, duplicates being picked along the way
+    exact_tracker = UncertaintyTracker(reference, tau=mixed.tau, device="cpu", dtype="float64")
+    picks = [r.members for r in mixed.run(k=4, threshold=-1.0, max_rounds=20).rounds]
+    assert picks == [r.members for r in exact_tracker.run(k=4, threshold=-1.0, max_rounds=20).rounds]
+    # a duplicate of a picked sample is known exactly: variance ~noise (with the cancellation error it
+    # would keep ~1 - (1 - 1e-4)^2 = 2e-4)
+    variances = mixed.variances()
+    picked_originals = [i for i in range(20) if i in set(mixed.selected_order)]
+    assert picked_originals, "no duplicated sample was picked: choose more rounds"
+    assert all(variances[200 + i] < 1e-5 for i in picked_originals)
+    np.testing.assert_allclose(mixed.variances(), exact_tracker.variances(), atol=1e-7, rtol=0)
 
 
 def test_invariants_picked_zero_monotone_and_pivot_is_argmax():

@@ -113,7 +113,7 @@ def gp_sequence(
     kernel: str = "exponential",
     noise: float = 1e-6,
     device: str = "auto",
-    dtype: str = "float64",
+    dtype: str = "mixed",
     seed: int = 0,
 ) -> list[int]:
     """The GP sampler's selected sample per step: the pivot of each round of one global tracker run for
@@ -146,7 +146,7 @@ def coverage_table(
     tsne_perplexity: float = 30.0,
     tsne_threads: int | None = None,
     device: str = "auto",
-    dtype: str = "float64",
+    dtype: str = "mixed",
 ) -> pd.DataFrame:
     """Coverage curves (columns ``step, sampler, seed, coverage``; ``step`` from 1) of the GP sampler and of
     the random sampler (one curve per seed in ``random_seeds``), on one shared t-SNE map.

@@ -34,6 +34,7 @@ that picked samples end with variance ~0. ``noise=1.0`` reproduces eq. 5's obser
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from .device import resolve_device
 
@@ -51,7 +53,23 @@ KERNELS = ("exponential", "rbf")
 """``exponential``: eq. 2, ``exp(-||e_i - e_j|| / (2 tau))`` (the paper's kernel, a Laplacian / Matern-1/2
 kernel); ``rbf``: the squared-distance RBF ``exp(-||e_i - e_j||^2 / (2 tau^2))``."""
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+PRECISIONS = {
+    # name: (storage of the N x d embeddings, storage of the |S| x N factor F)
+    "float64": (torch.float64, torch.float64),
+    "mixed": (torch.float32, torch.float64),
+    "float32": (torch.float32, torch.float32),
+}
+"""``dtype`` values of :class:`UncertaintyTracker`. ``mixed`` (the default) streams the embeddings in float32,
+the precision sentence encoders produce them in, and keeps the factor, the Schur complements and the
+variances in float64."""
+
+_NORM_BLOCK_ROWS = 256  # rows per block of _squared_norms_float64: a 786 kB buffer that stays in cache
+
+REFINE_RELATIVE_SQUARED_DISTANCE = 0.25
+"""With float32 embeddings, a squared distance below this fraction of ``|a|^2 + |b|^2`` (for unit vectors:
+a distance below ~0.7) is recomputed in float64 as ``sum((a - b)^2)``. ``|a|^2 + |b|^2 - 2 a.b`` loses
+the float32 rounding error of ``a.b`` (~1e-7) to cancellation, which the square root amplifies for close
+pairs (a duplicate would get distance ~3e-4 instead of 0); far pairs keep a relative error of ~1e-7."""
 
 
 class BandwidthWarning(UserWarning):
@@ -166,6 +184,42 @@ def _safe_cholesky(matrix: torch.Tensor, noise: float, tries: int = 6) -> torch.
     )
 
 
+def _squared_norms_float64(embeddings: torch.Tensor) -> torch.Tensor:
+    """``|e|^2`` of every row in float64, through one small reused float64 buffer: no N x d float64 copy of
+    float32 storage (``vector_norm(dtype=float64)`` made one: +250 MB peak at 100k x 384, 6x slower)."""
+    n, dim = embeddings.shape
+    squared_norms = torch.empty(n, dtype=torch.float64, device=embeddings.device)
+    buffer = torch.empty((min(n, _NORM_BLOCK_ROWS), dim), dtype=torch.float64, device=embeddings.device)
+    for start in range(0, n, _NORM_BLOCK_ROWS):
+        stop = min(n, start + _NORM_BLOCK_ROWS)
+        block = buffer[: stop - start]
+        block.copy_(embeddings[start:stop])
+        torch.sum(block.square_(), dim=1, out=squared_norms[start:stop])
+    return squared_norms
+
+
+def _small_times_wide(small: torch.Tensor, wide: torch.Tensor) -> torch.Tensor:
+    """``small @ wide`` for a (b, r) by (r, N) product with b ~ 5 and N large: C = F_B^T F of the update.
+
+    On the CPU this goes through numpy's BLAS (OpenBLAS) on zero-copy views: for this shape torch's MKL
+    kernel streamed the factor at about half the speed (20k columns, r = 5..200, float64: 130 ms against
+    62 ms over 40 rounds on one core, 74 against 38 ms on two), and this product is a third of a round."""
+    if small.device.type != "cpu" or not wide.is_contiguous():
+        return small @ wide
+    return torch.from_numpy(np.matmul(small.numpy(), wide.numpy()))
+
+
+def _one_blas_thread_beside_torch_threads(device: torch.device):
+    """numpy's BLAS limited to one thread while torch runs more than one, on the CPU.
+
+    Each round alternates torch (MKL, OpenMP) and numpy (OpenBLAS, see :func:`_small_times_wide`) products.
+    With two threads in both pools on two cores, the idle pool's threads spin-wait on the cores the other
+    needs: 20k x 384, 40 rounds took 0.72-0.95 s, against 0.35-0.44 s with either pool at one thread."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 @dataclass(frozen=True)
 class SelectionRound:
     """One round of Algorithm 1: the pivot (argmax variance), its batch (pivot first, then its k nearest
@@ -201,9 +255,12 @@ class UncertaintyTracker:
     noise: observation-noise variance added to ``K(E_s, E_s)`` (eq. 5's ``I``; see the module docstring for
         why the default is a 1e-6 jitter rather than 1).
     device: ``"auto"`` (CUDA when torch sees one), ``"cpu"``, ``"cuda"``...
-    dtype: storage precision of the embeddings and of the N x |S| factor: ``"float64"`` (default, agrees
-        with dense eq. 5 to ~1e-8) or ``"float32"`` (half the memory and memory traffic; distances and factor
-        products are then float32, variances and the small Cholesky steps stay float64; check the picks).
+    dtype: precision (:data:`PRECISIONS`). ``"mixed"`` (default): the embeddings are stored and multiplied in
+        float32, the precision sentence encoders give them in, with close pairs recomputed exactly
+        (:data:`REFINE_RELATIVE_SQUARED_DISTANCE`); the factor, the Schur complements and the variances are
+        float64. It agrees with dense eq. 5 to ~3e-8 on real embeddings, as ``"float64"`` does, and streams
+        half the bytes per round. ``"float64"``: everything float64 (the reference). ``"float32"``: the factor
+        in float32 too, for the least memory (N x |S| x 4 bytes); ~1e-6 from eq. 5.
     capacity: rows to preallocate for the factor (grown by doubling when exceeded).
     """
 
@@ -214,19 +271,20 @@ class UncertaintyTracker:
         kernel: str = "exponential",
         noise: float = 1e-6,
         device: str | torch.device = "auto",
-        dtype: str = "float64",
+        dtype: str = "mixed",
         capacity: int | None = None,
         median_sample: int = 1000,
         seed: int = 0,
         warn_bandwidth: bool = True,
+        lookahead: int = 32,
     ) -> None:
         array = np.asarray(embeddings)
         if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
             raise ValueError(f"embeddings must be a non-empty 2-D array (N, d), got shape {array.shape}")
         if not np.isfinite(array).all():
             raise ValueError("embeddings contain NaN or infinite values")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if dtype not in PRECISIONS:
+            raise ValueError(f"dtype must be one of {sorted(PRECISIONS)}, got {dtype!r}")
         if not (float(noise) >= 0 and math.isfinite(float(noise))):
             raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
         self.kernel = _check_kernel(kernel)
@@ -236,20 +294,25 @@ class UncertaintyTracker:
         else:
             self.tau = resolve_bandwidth(tau, array, median_sample, seed)
         self.device = resolve_device(device)
-        self.dtype = _DTYPES[dtype]
+        self.precision = dtype
+        self.embedding_dtype, self.factor_dtype = PRECISIONS[dtype]
         self.n = array.shape[0]
         # as_tensor + to: no copy when the input already has the storage dtype (and lives on the device)
-        self._embeddings = torch.as_tensor(array, device=self.device).to(self.dtype)
-        self._squared_norms = torch.linalg.vector_norm(self._embeddings, dim=1).to(torch.float64).square_()
+        self._embeddings = torch.as_tensor(array, device=self.device).to(self.embedding_dtype)
+        self._squared_norms = _squared_norms_float64(self._embeddings)
+        self._max_squared_norm = float(self._squared_norms.max())
         # Prior variance kappa(e, e) = 1 for both kernels (eq. 1). Always float64.
         self.variance = torch.ones(self.n, dtype=torch.float64, device=self.device)
         self.selected_mask = torch.zeros(self.n, dtype=torch.bool, device=self.device)
         self.selected_order: list[int] = []
         self._factor = torch.empty(
-            (min(self.n, capacity or 256), self.n), dtype=self.dtype, device=self.device
+            (min(self.n, capacity or 256), self.n), dtype=self.factor_dtype, device=self.device
         )
         self._rank = 0
         self._warned_ties = False
+        self.lookahead = int(lookahead)
+        self.lookahead_hits = 0
+        self._lookahead_row: tuple[int, torch.Tensor] | None = None
         if warn_bandwidth:
             message = check_bandwidth(array, self.tau, self.kernel, seed=seed)
             if message:
@@ -257,18 +320,42 @@ class UncertaintyTracker:
                 warnings.warn(message, BandwidthWarning, stacklevel=2)
 
     # -- kernel rows --------------------------------------------------------------------------------
-    def distances_to(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """Euclidean distances (len(indices), N) from the given samples to every sample."""
+    def squared_distances_to(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Squared Euclidean distances (len(indices), N), float64, from the given samples to every sample."""
         index = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         rows = self._embeddings[index]
-        # E @ rows^T (a tall-skinny product) streams E about twice as fast as rows @ E^T on CPU BLAS
-        products = (self._embeddings @ rows.T).T.to(torch.float64)
-        squared = self._squared_norms[index, None] + self._squared_norms[None, :] - 2.0 * products
-        return squared.clamp_min_(0.0).sqrt_()
+        # E @ rows^T (a tall-skinny product) streams E about twice as fast as rows @ E^T on CPU BLAS. A single
+        # row goes through the matrix-vector kernel, which measured 2-2.5x slower on MKL (torch 2.13, 20k x 384,
+        # float32 and float64) than the matrix-matrix one with the row given twice: so give it twice.
+        padded = rows.repeat(2, 1) if rows.shape[0] == 1 and self.device.type == "cpu" else rows
+        products = self._embeddings @ padded.T  # (N, len(padded)), storage dtype
+        squared = torch.empty((rows.shape[0], self.n), dtype=torch.float64, device=self.device)
+        squared.copy_(products[:, : rows.shape[0]].T)
+        # |a|^2 + |b|^2 - 2 a.b, in place (these few full-length passes are a good part of a round)
+        squared.mul_(-2.0).add_(self._squared_norms[index, None]).add_(self._squared_norms[None, :])
+        if self.embedding_dtype != torch.float64:
+            # float32 products: recompute close pairs exactly (REFINE_RELATIVE_SQUARED_DISTANCE). The bound
+            # uses the largest |b|^2, so it catches a superset of the pairs the relative rule names; few per row.
+            bound = REFINE_RELATIVE_SQUARED_DISTANCE * (self._squared_norms[index] + self._max_squared_norm)
+            close_row, close_col = torch.nonzero(squared < bound[:, None], as_tuple=True)
+            if close_row.numel():
+                difference = rows[close_row].to(torch.float64) - self._embeddings[close_col].to(torch.float64)
+                squared[close_row, close_col] = (difference * difference).sum(1)
+        return squared.clamp_min_(0.0)
+
+    def distances_to(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Euclidean distances (len(indices), N), float64, from the given samples to every sample."""
+        return self.squared_distances_to(indices).sqrt_()
 
     def kernel_rows(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """K(E_indices, E_all), (len(indices), N)."""
-        return kernel_from_distance(self.distances_to(indices), self.tau, self.kernel)
+        return self._kernel_from_squared(self.squared_distances_to(indices))
+
+    def _kernel_from_squared(self, squared: torch.Tensor) -> torch.Tensor:
+        """Eq. 2 (or the RBF option) from squared distances, in place."""
+        if self.kernel == "rbf":
+            return squared.mul_(-0.5 / (self.tau * self.tau)).exp_()
+        return squared.sqrt_().mul_(-0.5 / self.tau).exp_()
 
     # -- state ----------------------------------------------------------------------------------------
     @property
@@ -289,7 +376,7 @@ class UncertaintyTracker:
         if needed <= self._factor.shape[0]:
             return
         rows = min(self.n, max(needed, 2 * self._factor.shape[0]))
-        grown = torch.empty((rows, self.n), dtype=self.dtype, device=self.device)
+        grown = torch.empty((rows, self.n), dtype=self.factor_dtype, device=self.device)
         grown[: self._rank] = self._factor[: self._rank]
         self._factor = grown
 
@@ -307,14 +394,14 @@ class UncertaintyTracker:
         block = self.kernel_rows(index) if kernel_rows is None else kernel_rows
         factor = self._factor[: self._rank]
         if self._rank:
-            block = block - (factor[:, index].T @ factor).to(torch.float64)  # C = K(B, all) - F_B^T F
+            block = block - _small_times_wide(factor[:, index].T.contiguous(), factor).to(torch.float64)
         schur = block[:, index]
         schur = 0.5 * (schur + schur.T)
         schur.diagonal().add_(self.noise)
         chol = _safe_cholesky(schur, self.noise)
         new_rows = torch.linalg.solve_triangular(chol, block, upper=False)
         self._grow(self._rank + index.numel())
-        self._factor[self._rank : self._rank + index.numel()] = new_rows.to(self.dtype)
+        self._factor[self._rank : self._rank + index.numel()] = new_rows.to(self.factor_dtype)
         self._rank += index.numel()
         self.variance.sub_((new_rows * new_rows).sum(0)).clamp_min_(0.0)
         self.selected_mask[index] = True
@@ -343,7 +430,12 @@ class UncertaintyTracker:
                 )
                 logger.warning(message)
                 warnings.warn(message, BandwidthWarning, stacklevel=2)
-        distances = self.distances_to([pivot])[0]
+        if self._lookahead_row is not None and self._lookahead_row[0] == pivot:
+            distances = self._lookahead_row[1].sqrt_()  # computed in the previous round's second pass
+            self.lookahead_hits += 1
+        else:
+            distances = self.distances_to([pivot])[0]
+        self._lookahead_row = None
         available = self.n - self._rank - 1
         n_neighbours = min(k, available)
         if n_neighbours > 0:
@@ -358,8 +450,17 @@ class UncertaintyTracker:
         else:
             neighbours = []
         members = [pivot, *neighbours]
+        guess = self._likely_next_pivot(members)
         pivot_row = kernel_from_distance(distances[None, :], self.tau, self.kernel)
-        rows = torch.cat([pivot_row, self.kernel_rows(neighbours)]) if neighbours else pivot_row
+        if neighbours or guess is not None:
+            # one pass over the embeddings for the neighbours' kernel rows and the guessed next pivot's distances
+            squared = self.squared_distances_to(neighbours + ([guess] if guess is not None else []))
+            if guess is not None:
+                self._lookahead_row = (guess, squared[-1].clone())
+                squared = squared[:-1]
+            rows = torch.cat([pivot_row, self._kernel_from_squared(squared)])
+        else:
+            rows = pivot_row
         self.observe(members, kernel_rows=rows)
         return SelectionRound(
             round=round_number,
@@ -369,6 +470,39 @@ class UncertaintyTracker:
             max_variance_after=self.max_unselected_variance(),
         )
 
+    def _likely_next_pivot(self, members: list[int]) -> int | None:
+        """The sample most likely to be the next round's pivot, so that its distances can ride along in this
+        round's pass over the embeddings (each round otherwise makes two passes: the pivot's row, then its
+        neighbours' rows). None when disabled (``lookahead=0``) or fewer than two samples would be left.
+
+        The guess is the unselected sample of largest variance after observing ``members`` among the
+        ``lookahead`` largest now (variances only decrease, so the true next pivot is among them unless the
+        batch lowered them all). Their updated variances come from the same blocked step as :meth:`observe`,
+        restricted to ``members`` + candidates (a (|B| + M)-point problem). The guess only decides which row
+        is computed ahead: the next round still takes the argmax of the full variance vector and computes
+        the pivot's row as usual when the guess was wrong, so the picks do not depend on it."""
+        remaining = self.n - self._rank - len(members)
+        if self.lookahead <= 0 or remaining < 2:
+            return None
+        masked = self.variance.masked_fill(self.selected_mask, -math.inf)
+        masked[members] = -math.inf
+        candidates = torch.topk(masked, min(self.lookahead, remaining)).indices
+        index = torch.cat([torch.as_tensor(members, device=self.device), candidates])
+        points = self._embeddings[index].to(torch.float64)
+        squared = self._squared_norms[index, None] + self._squared_norms[None, index] - 2.0 * points @ points.T
+        block = self._kernel_from_squared(squared.clamp_min_(0.0))[: len(members)]
+        if self._rank:
+            factor = self._factor[: self._rank, index].to(torch.float64)
+            block = block - factor[:, : len(members)].T @ factor
+        schur = block[:, : len(members)]
+        schur = 0.5 * (schur + schur.T)
+        schur.diagonal().add_(self.noise)
+        chol, info = torch.linalg.cholesky_ex(schur)
+        if int(info) != 0:  # near-duplicates: observe() will add jitter; skip the guess this round
+            return None
+        reduction = torch.linalg.solve_triangular(chol, block[:, len(members) :], upper=False).square().sum(0)
+        return int(candidates[torch.argmax(self.variance[candidates] - reduction)])
+
     def run(self, k: int, threshold: float = 0.0, max_rounds: int | None = None) -> SelectionResult:
         """Algorithm 1's loop: rounds run while the largest unselected variance is above ``threshold``
         (sigma), at most ``max_rounds`` rounds (None = no limit), until every sample is selected."""
@@ -376,6 +510,10 @@ class UncertaintyTracker:
             raise ValueError(f"max_rounds must be >= 0 or None, got {max_rounds}")
         if max_rounds is not None:
             self._grow(min(self.n, self._rank + max_rounds * (k + 1)))
+        with _one_blas_thread_beside_torch_threads(self.device):
+            return self._run(k, threshold, max_rounds)
+
+    def _run(self, k: int, threshold: float, max_rounds: int | None) -> SelectionResult:
         result = SelectionResult()
         while True:
             if max_rounds is not None and len(result.rounds) >= max_rounds:
@@ -415,7 +553,7 @@ def select_demonstrations(
     max_rounds: int | None = 8,
     per_label: bool = True,
     device: str = "auto",
-    dtype: str = "float64",
+    dtype: str = "mixed",
     median_sample: int = 1000,
     seed: int = 0,
 ) -> tuple[list[DemonstrationBatch], list[dict]]:

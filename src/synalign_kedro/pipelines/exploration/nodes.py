@@ -111,7 +111,7 @@ def compute_coverage(
         kernel=tracker.get("kernel", "exponential"),
         noise=float(tracker.get("noise", 1e-6)),
         device=tracker.get("device", "auto"),
-        dtype=tracker.get("dtype", "float64"),
+        dtype=tracker.get("dtype", "mixed"),
         tsne_seed=int(seed),
         **settings,
     )
