@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from synalign_kedro.core.exploration import (
     BandwidthWarning,
@@ -130,6 +131,25 @@ def test_mixed_precision_is_exact_for_duplicates_and_close_pairs():
     assert picked_originals, "no duplicated sample was picked: choose more rounds"
     assert all(variances[200 + i] < 1e-5 for i in picked_originals)
     np.testing.assert_allclose(mixed.variances(), exact_tracker.variances(), atol=1e-7, rtol=0)
+
+
+def test_next_pivot_lookahead_changes_nothing_but_the_passes(sst2_embeddings):
+    """The lookahead only decides which row is computed ahead; picks and variances are those without it."""
+    given = sst2_embeddings[:400]
+    with_lookahead = UncertaintyTracker(given, tau="median", device="cpu")
+    without = UncertaintyTracker(given, tau="median", device="cpu", lookahead=0)
+    picks = [r.members for r in with_lookahead.run(k=4, threshold=-1.0, max_rounds=25).rounds]
+    assert picks == [r.members for r in without.run(k=4, threshold=-1.0, max_rounds=25).rounds]
+    np.testing.assert_allclose(with_lookahead.variances(), without.variances(), atol=1e-9, rtol=0)
+    assert without.lookahead_hits == 0
+    assert with_lookahead.lookahead_hits >= 20  # the guess is usually right (24 of 24 here when written)
+    # a wrong guess is harmless: plant one and the next round still picks the argmax
+    tracker = UncertaintyTracker(given, tau="median", device="cpu", lookahead=0)
+    tracker.step(k=4)
+    argmax = int(torch.argmax(tracker.variance.masked_fill(tracker.selected_mask, -np.inf)))
+    wrong = next(i for i in range(len(given)) if i != argmax and not tracker.selected_mask[i])
+    tracker._lookahead_row = (wrong, tracker.squared_distances_to([wrong])[0])
+    assert tracker.step(k=4).pivot == argmax and tracker.lookahead_hits == 0
 
 
 def test_invariants_picked_zero_monotone_and_pivot_is_argmax():

@@ -18,7 +18,10 @@ When a batch ``B`` is added, ``F`` grows by ``|B|`` rows (a blocked Cholesky ste
     F_new = L_B^{-1} C ;   variance -= sum_rows(F_new**2)
 
 so one round costs O(N * |S| * |B|) and memory is O(N * |S|): no N x N matrix is ever formed and no GP is
-refitted. :func:`posterior_variance_dense` (eq. 5 evaluated directly) and :func:`refit_select` (a
+refitted. By default the embeddings are multiplied in float32 and everything else is float64 (``dtype``,
+see :data:`PRECISIONS`), and each round computes the likely next pivot's distances in the same pass as its
+neighbours' kernel rows (:meth:`UncertaintyTracker._likely_next_pivot`); docs/exploration.md has the
+measurements. :func:`posterior_variance_dense` (eq. 5 evaluated directly) and :func:`refit_select` (a
 refit-per-round selector, numpy or scikit-learn) are the brute-force references the tests and the benchmark
 compare against.
 
@@ -262,6 +265,8 @@ class UncertaintyTracker:
         half the bytes per round. ``"float64"``: everything float64 (the reference). ``"float32"``: the factor
         in float32 too, for the least memory (N x |S| x 4 bytes); ~1e-6 from eq. 5.
     capacity: rows to preallocate for the factor (grown by doubling when exceeded).
+    lookahead: how many of the largest variances the next-pivot guess considers (0 turns the guess off; the
+        picks are the same either way, see :meth:`_likely_next_pivot`).
     """
 
     def __init__(
