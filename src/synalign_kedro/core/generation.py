@@ -27,6 +27,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -441,6 +442,57 @@ def _rows_from(
     ]
 
 
+@dataclass(frozen=True)
+class _SampleCall:
+    """One "write n samples" call of any method: its task and what its pool rows record."""
+
+    task: ChatTask
+    label: str
+    batch_id: int
+    summary: str
+    messages: list[dict]
+    salvage: Any
+
+
+def _sample_call(
+    name: str,
+    system: str,
+    user: str,
+    n: int,
+    config: MethodConfig,
+    demonstrations: Sequence[str],
+    seed_offset: int,
+    label: str,
+    batch_id: int = -1,
+    summary: str = "",
+) -> _SampleCall:
+    """The samples task every method sends: n samples, validated against the demonstrations it saw."""
+    validate, salvage = sample_validator(n, config.min_words, demonstrations)
+    messages = _messages(system, user)
+    task = ChatTask(name, messages, "samples", samples_json_schema(n), validate, seed_offset=seed_offset)
+    return _SampleCall(task, label, batch_id, summary, messages, salvage)
+
+
+def _run_sample_calls(
+    calls: list[_SampleCall], stage: str, method: str, run, model: str, config: MethodConfig
+) -> list[dict]:
+    """Run the calls (one progress stage) and turn each answer into pool rows."""
+    rows: list[dict] = []
+    for result, call in zip(run([call.task for call in calls], stage), calls, strict=True):
+        rows += _rows_from(
+            result,
+            call.salvage,
+            method,
+            call.label,
+            call.batch_id,
+            call.summary,
+            call.messages,
+            model,
+            config.salvage_partial,
+        )
+    return rows
+
+
 def _failures(results: Sequence[TaskResult], stage: str) -> list[dict]:
     return [{"task_id": r.task_id, "stage": stage, "error": r.error} for r in results if not r.ok]
 
@@ -573,7 +625,7 @@ def _synalign(client, config, prompts, base, labels, attributes, plan, sizes, ru
     for batch_id in stage1_order:
         if batch_id in summaries:
             fallback.setdefault(str(batches[batch_id]["label"]), []).append(batch_id)
-    stage2_tasks, meta = [], []
+    calls = []
     for call_index, (row, n) in enumerate(zip(plan, sizes, strict=True)):
         batch_id, label = int(row["batch_id"]), str(row["label"])
         if batch_id not in summaries:
@@ -591,39 +643,25 @@ def _synalign(client, config, prompts, base, labels, attributes, plan, sizes, ru
             summary=summary,
             json_format=_samples_format(n),
         )
-        validate, salvage = sample_validator(n, config.min_words, list(row["texts"]))
-        messages = _messages(prompts.system, user)
-        stage2_tasks.append(
-            ChatTask(
+        calls.append(
+            _sample_call(
                 f"synalign:s2:{call_index}",
-                messages,
-                "samples",
-                samples_json_schema(n),
-                validate,
-                seed_offset=10_000 + call_index,
-            )
-        )
-        meta.append(
-            (
+                prompts.system,
+                user,
+                n,
+                config,
+                list(row["texts"]),
+                10_000 + call_index,
                 label,
                 batch_id,
                 json.dumps(summaries[batch_id], ensure_ascii=False, sort_keys=True),
-                messages,
-                salvage,
             )
         )
-    rows = []
-    for result, (label, batch_id, summary, messages, salvage) in zip(
-        run(stage2_tasks, "stage2"), meta, strict=True
-    ):
-        rows += _rows_from(
-            result, salvage, "synalign", label, batch_id, summary, messages, model, config.salvage_partial
-        )
-    return rows
+    return _run_sample_calls(calls, "stage2", "synalign", run, model, config)
 
 
 def _one_stage(config, prompts, base, labels, plan, sizes, run, model) -> list[dict]:
-    tasks, meta = [], []
+    calls = []
     for call_index, (row, n) in enumerate(zip(plan, sizes, strict=True)):
         batch_id, label = int(row["batch_id"]), str(row["label"])
         texts = _demonstration_texts(row, config)
@@ -636,38 +674,25 @@ def _one_stage(config, prompts, base, labels, plan, sizes, run, model) -> list[d
             examples=_examples_json(texts, label),
             json_format=_samples_format(n),
         )
-        validate, salvage = sample_validator(n, config.min_words, list(row["texts"]))
-        messages = _messages(prompts.system, user)
-        tasks.append(
-            ChatTask(
+        calls.append(
+            _sample_call(
                 f"one_stage:{call_index}",
-                messages,
-                "samples",
-                samples_json_schema(n),
-                validate,
-                seed_offset=20_000 + call_index,
+                prompts.system,
+                user,
+                n,
+                config,
+                list(row["texts"]),
+                20_000 + call_index,
+                label,
+                batch_id,
             )
         )
-        meta.append((label, batch_id, messages, salvage))
-    rows = []
-    for result, (label, batch_id, messages, salvage) in zip(run(tasks, "generate"), meta, strict=True):
-        rows += _rows_from(
-            result,
-            salvage,
-            "synalign_one_stage",
-            label,
-            batch_id,
-            "",
-            messages,
-            model,
-            config.salvage_partial,
-        )
-    return rows
+    return _run_sample_calls(calls, "generate", "synalign_one_stage", run, model, config)
 
 
 def _simprompt(config, prompts, base, labels, weights, sizes, run, model) -> list[dict]:
     sequence = allocate_by_frequency(list(labels), weights, len(sizes))
-    tasks, meta = [], []
+    calls = []
     for call_index, (label, n) in enumerate(zip(sequence, sizes, strict=True)):
         user = render(
             prompts.simprompt,
@@ -677,25 +702,10 @@ def _simprompt(config, prompts, base, labels, weights, sizes, run, model) -> lis
             n=n,
             json_format=_samples_format(n),
         )
-        validate, salvage = sample_validator(n, config.min_words)
-        messages = _messages(prompts.system, user)
-        tasks.append(
-            ChatTask(
-                f"simprompt:{call_index}",
-                messages,
-                "samples",
-                samples_json_schema(n),
-                validate,
-                seed_offset=30_000 + call_index,
-            )
+        calls.append(
+            _sample_call(f"simprompt:{call_index}", prompts.system, user, n, config, (), 30_000 + call_index, label)
         )
-        meta.append((label, messages, salvage))
-    rows = []
-    for result, (label, messages, salvage) in zip(run(tasks, "generate"), meta, strict=True):
-        rows += _rows_from(
-            result, salvage, "simprompt", label, -1, "", messages, model, config.salvage_partial
-        )
-    return rows
+    return _run_sample_calls(calls, "generate", "simprompt", run, model, config)
 
 
 def _attrprompt(config, prompts, base, labels, weights, attributes, sizes, run, model) -> list[dict]:
@@ -731,7 +741,7 @@ def _attrprompt(config, prompts, base, labels, weights, attributes, sizes, run, 
     dimensions = [a for a in attributes if values.get(a)]
     sequence = allocate_by_frequency(list(labels), weights, len(sizes))
     rng = np.random.default_rng(config.seed)
-    tasks, meta = [], []
+    calls = []
     for call_index, (label, n) in enumerate(zip(sequence, sizes, strict=True)):
         combination = {a: values[a][int(rng.integers(len(values[a])))] for a in dimensions}
         attribute_lines = "\n".join(f"- {a}: {v}" for a, v in combination.items()) or "- (none)"
@@ -744,25 +754,21 @@ def _attrprompt(config, prompts, base, labels, weights, attributes, sizes, run, 
             attribute_values=attribute_lines,
             json_format=_samples_format(n),
         )
-        validate, salvage = sample_validator(n, config.min_words)
-        messages = _messages(prompts.system, user)
-        tasks.append(
-            ChatTask(
+        summary = json.dumps(combination, ensure_ascii=False, sort_keys=True)
+        calls.append(
+            _sample_call(
                 f"attrprompt:{call_index}",
-                messages,
-                "samples",
-                samples_json_schema(n),
-                validate,
-                seed_offset=50_000 + call_index,
+                prompts.system,
+                user,
+                n,
+                config,
+                (),
+                50_000 + call_index,
+                label,
+                summary=summary,
             )
         )
-        meta.append((label, json.dumps(combination, ensure_ascii=False, sort_keys=True), messages, salvage))
-    rows = []
-    for result, (label, summary, messages, salvage) in zip(run(tasks, "generate"), meta, strict=True):
-        rows += _rows_from(
-            result, salvage, "attrprompt", label, -1, summary, messages, model, config.salvage_partial
-        )
-    return rows
+    return _run_sample_calls(calls, "generate", "attrprompt", run, model, config)
 
 
 def _values_schema(n: int) -> dict:
