@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .arrays import finite_matrix
 from .device import resolve_device
 from .metrics import median_heuristic_bandwidth
 
@@ -430,8 +431,8 @@ def align_pool(
     so the pooled weights sum to 1 and reproduce the real class prior. Synthetic labels absent from the real
     data get weight 0; real labels with no synthetic row are skipped; both with a warning.
     """
-    real = _as_2d_float("real_embeddings", real_embeddings)
-    synthetic = _as_2d_float("synthetic_embeddings", synthetic_embeddings)
+    real = finite_matrix("real_embeddings", real_embeddings, np.float32)
+    synthetic = finite_matrix("synthetic_embeddings", synthetic_embeddings, np.float32)
     if real.shape[1] != synthetic.shape[1]:
         raise ValueError(
             f"real_embeddings have dimension {real.shape[1]} but synthetic_embeddings {synthetic.shape[1]}"
@@ -502,15 +503,6 @@ def align_pool(
         weights[synthetic_rows] = result.weights * real_counts[label] / total_real
         traces[label] = result
     return PoolAlignment(weights / weights.sum(), traces, projection, n_projections)
-
-
-def _as_2d_float(name: str, array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (rows, dim), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return array
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
+from .arrays import finite_matrix
+
 logger = logging.getLogger(__name__)
 
 RESAMPLE_MODES = ("bootstrap", "none")
@@ -45,13 +47,9 @@ def _labels_array(name: str, labels: Sequence, size: int) -> np.ndarray:
 def _embeddings_array(name: str, embeddings: np.ndarray | None, dim: int | None = None) -> np.ndarray:
     if embeddings is None or np.size(embeddings) == 0:
         return np.zeros((0, dim or 0), dtype=np.float32)
-    values = np.asarray(embeddings, dtype=np.float32)
-    if values.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (rows x dimensions); got shape {values.shape}")
+    values = finite_matrix(name, embeddings, np.float32)
     if dim is not None and values.shape[1] != dim:
         raise ValueError(f"{name} has dimension {values.shape[1]}, expected {dim}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} contains NaN or infinite values")
     return values
 
 

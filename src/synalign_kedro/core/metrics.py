@@ -26,6 +26,7 @@ import numpy as np
 import ot
 import torch
 
+from .arrays import finite_matrix
 from .device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -36,15 +37,6 @@ WORD_PATTERN = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 
 class EmptyInputWarning(UserWarning):
     """A metric got an empty set and returned ``nan``."""
-
-
-def _as_2d_float(name: str, array: np.ndarray) -> np.ndarray:
-    values = np.asarray(array, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (samples x dimensions); got shape {values.shape}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return values
 
 
 def _normalised_weights(weights: np.ndarray | None, size: int, name: str = "weights") -> np.ndarray:
@@ -74,8 +66,8 @@ def _check_pair(real: np.ndarray, synthetic: np.ndarray, metric: str) -> tuple[n
             stacklevel=3,
         )
         return None
-    real_values = _as_2d_float("real", real)
-    synthetic_values = _as_2d_float("synthetic", synthetic)
+    real_values = finite_matrix("real", real)
+    synthetic_values = finite_matrix("synthetic", synthetic)
     if real_values.shape[1] != synthetic_values.shape[1]:
         raise ValueError(
             f"{metric}: real has dimension {real_values.shape[1]} but synthetic has {synthetic_values.shape[1]}"

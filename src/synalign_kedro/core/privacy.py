@@ -32,6 +32,8 @@ import pandas as pd
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from .arrays import finite_matrix
+
 logger = logging.getLogger(__name__)
 
 FLAG_EXACT_COPY = "exact_copy"
@@ -94,8 +96,8 @@ def nearest_cosine(
     Rows are normalised here, so the inputs need not be unit-norm. Computed in chunks of query rows so the
     (chunk, n_reference) similarity block is the largest array held.
     """
-    query = _unit_rows(_as_matrix(query_embeddings, "query_embeddings"))
-    reference = _unit_rows(_as_matrix(reference_embeddings, "reference_embeddings"))
+    query = _unit_rows(finite_matrix("query_embeddings", query_embeddings))
+    reference = _unit_rows(finite_matrix("reference_embeddings", reference_embeddings))
     if query.shape[1] != reference.shape[1]:
         raise ValueError(
             f"embedding dimensions differ: query has {query.shape[1]}, reference has {reference.shape[1]}"
@@ -351,15 +353,6 @@ def _quantiles(values: np.ndarray, quantiles: Sequence[float]) -> dict[str, floa
     if values.size == 0:
         return dict.fromkeys(keys)
     return {key: float(np.quantile(values, q)) for key, q in zip(keys, quantiles, strict=True)}
-
-
-def _as_matrix(values: np.ndarray, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (rows, dim), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
 
 
 def _unit_rows(array: np.ndarray) -> np.ndarray:
