@@ -11,6 +11,7 @@ from kedro.runner import SequentialRunner
 
 from synalign_kedro.core.generation import POOL_COLUMNS
 from synalign_kedro.pipelines.alignment import create_pipeline, create_sweep_pipeline, nodes
+from tests.pools import synthetic_pool
 
 
 @pytest.fixture(scope="module")
@@ -20,21 +21,7 @@ def params(project_root):
 
 
 def _pool(labels: list[str]) -> pd.DataFrame:
-    n = len(labels)
-    return pd.DataFrame(
-        {
-            "synthetic_id": [f"s{i}" for i in range(n)],
-            "text": [f"text {i}" for i in range(n)],
-            "label": labels,
-            "method": "synalign",
-            "batch_id": 0,
-            "summary": "",
-            "prompt_hash": "h",
-            "model": "m",
-            "raw_response": "",
-        },
-        columns=POOL_COLUMNS,
-    )
+    return synthetic_pool([f"text {i}" for i in range(len(labels))], labels, "synalign")
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from synalign_kedro.core.generation import POOL_COLUMNS
 from synalign_kedro.pipelines.evaluation import create_pipeline, nodes
 from synalign_kedro.pipelines.evaluation.pipeline import VARIANT_INPUTS
+from tests.pools import synthetic_pool
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +26,6 @@ def evaluation_params(project_root):
 @pytest.fixture(scope="module")
 def embedding_params(embedding_cache):
     return {"model": "all-MiniLM-L6-v2", "batch_size": 32, "device": "cpu", "cache_dir": str(embedding_cache)}
-
-
-def _pool(texts: list[str], labels: list[str], method: str) -> pd.DataFrame:
-    n = len(texts)
-    return pd.DataFrame(
-        {
-            "synthetic_id": [f"{method}{i}" for i in range(n)],
-            "text": texts,
-            "label": labels,
-            "method": method,
-            "batch_id": 0,
-            "summary": "",
-            "prompt_hash": "h",
-            "model": "m",
-            "raw_response": "",
-        },
-        columns=POOL_COLUMNS,
-    )
 
 
 def test_distribution_metrics_of_an_empty_set_are_nan(evaluation_params):
@@ -139,16 +121,16 @@ def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_pa
     synthetic_texts = sst2_train["text"].iloc[500:530].tolist()
     synthetic_labels = sst2_train["label"].astype(str).iloc[500:530].tolist()
     sets = {
-        "synthetic_pool_simprompt": _pool(synthetic_texts[:10], synthetic_labels[:10], "simprompt"),
-        "synthetic_pool_attrprompt": _pool([], [], "attrprompt"),  # a weak LLM produced nothing
-        "synthetic_pool_synalign_one_stage": _pool(
+        "synthetic_pool_simprompt": synthetic_pool(synthetic_texts[:10], synthetic_labels[:10], "simprompt"),
+        "synthetic_pool_attrprompt": synthetic_pool([], [], "attrprompt"),  # a weak LLM produced nothing
+        "synthetic_pool_synalign_one_stage": synthetic_pool(
             synthetic_texts[10:20], ["not_a_label"] * 2 + synthetic_labels[12:20], "synalign_one_stage"
         ),
-        "synthetic_synalign_all": _pool(synthetic_texts, synthetic_labels, "synalign").assign(weight=1 / 30),
-        "synthetic_synalign_random": _pool(synthetic_texts[:15], synthetic_labels[:15], "synalign").assign(
+        "synthetic_synalign_all": synthetic_pool(synthetic_texts, synthetic_labels, "synalign").assign(weight=1 / 30),
+        "synthetic_synalign_random": synthetic_pool(synthetic_texts[:15], synthetic_labels[:15], "synalign").assign(
             weight=1 / 15
         ),
-        "synthetic_synalign_mmd": _pool(synthetic_texts[15:], synthetic_labels[15:], "synalign").assign(
+        "synthetic_synalign_mmd": synthetic_pool(synthetic_texts[15:], synthetic_labels[15:], "synalign").assign(
             weight=1 / 15
         ),
     }
