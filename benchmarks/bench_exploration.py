@@ -9,7 +9,7 @@ What is measured
 - Part 1: N=20,000 x 384, 200 picks, where a *pick* is one selected sample: 40 rounds x (1 most-uncertain
   sample + k=4 nearest neighbours). The refit-per-round selector is scikit-learn's GaussianProcessRegressor
   with the same fixed kernel (eq. 2 = Matern(nu=0.5, length_scale=2 tau)) and noise, refitted on all
-  selected samples and predicting every variance each round (``core.exploration.refit_select``); the
+  selected samples and predicting every variance each round (``tests/core/gp_reference.py: refit_select``); the
   incremental one is ``core.exploration.UncertaintyTracker`` in each precision (``dtype``): ``mixed`` (the
   default: float32 embeddings as the encoder gives them, float64 factor), ``float64`` and ``float32``.
   Both selectors get the same tau (the median heuristic, computed once before the clocks start) and the same
@@ -39,8 +39,11 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.core.gp_reference
 
 DEFAULT_DTYPE = "mixed"
 PRECISIONS = ("mixed", "float64", "float32")
@@ -167,7 +170,8 @@ def main() -> None:
         print(json.dumps(part_large(args.n_large, args.picks_large, args.k, args.dtype)))
         return
 
-    from synalign_kedro.core.exploration import UncertaintyTracker, refit_select, resolve_bandwidth
+    from synalign_kedro.core.exploration import UncertaintyTracker, resolve_bandwidth
+    from tests.core.gp_reference import refit_select  # the brute-force reference lives beside the tests
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     print(f"load average at start: {load_at_start} on {os.cpu_count()} cores, {args.threads} thread(s)")

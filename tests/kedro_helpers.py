@@ -37,3 +37,19 @@ def run_kedro(root: Path, env: str = "test", pipeline: str | None = None, params
         # once; a CLI run exits anyway, but several sessions in one process must not share the leftover.
         while mlflow.active_run():
             mlflow.end_run()
+
+
+def load_parameters(env: str = "base", runtime_params: dict | None = None) -> dict:
+    """The parameters Kedro gives a run in ``env`` (conf/base soft-merged with conf/<env>, as settings.py says),
+    without conf/local."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"),
+        env=env if env != "base" else None,
+        base_env="base",
+        default_run_env="base",
+        merge_strategy={"parameters": "soft"},
+        runtime_params=runtime_params,
+    )
+    return loader["parameters"]

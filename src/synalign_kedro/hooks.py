@@ -1,4 +1,5 @@
-"""Kedro hooks: the embedded LLM server's lifecycle, and run information (device, timings, LLM usage).
+"""Kedro hooks: parameters validated before the first node, the embedded LLM server's lifecycle, and run
+information (device, timings).
 
 The embedded llama.cpp server is started lazily by the first node that needs it
 (``core.llm_server.embedded_endpoint``), so a run whose LLM calls are all cached starts no server; this
@@ -26,6 +27,19 @@ def _mlflow_active() -> bool:
         return mlflow.active_run() is not None
     except Exception:  # pragma: no cover - mlflow is a hard dependency, but never fail a run for tracking
         return False
+
+
+class ParameterValidationHook:
+    """Validates every parameter block with its settings model (``core.parameters``) before the first node
+    runs, so ``--params seed=abc`` or a misspelt key fails at once with a message naming the parameter."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        if "parameters" not in catalog:  # pragma: no cover - Kedro always adds it
+            return
+        from synalign_kedro.core.parameters import validate_parameters  # torch et al.: not at CLI start-up
+
+        validate_parameters(catalog.load("parameters"))
 
 
 class LLMServerHook:

@@ -2,13 +2,14 @@
 
 from kedro.config import OmegaConfigLoader
 
-from synalign_kedro.hooks import LLMServerHook, RunInfoHook
+from synalign_kedro.hooks import LLMServerHook, ParameterValidationHook, RunInfoHook
 
 # kedro-mlflow registers its own hook through its entry point; ours come after it.
-HOOKS = (LLMServerHook(), RunInfoHook())
+HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -9,6 +9,7 @@ from scipy.optimize import minimize
 from scipy.spatial.distance import cdist
 
 from synalign_kedro.core import alignment as core
+from synalign_kedro.core.aligned_variants import resample_indices
 from synalign_kedro.core.metrics import median_heuristic_bandwidth, mmd_rbf, wasserstein_distance
 
 
@@ -226,24 +227,24 @@ def test_effective_sample_size():
 
 def test_resampling_with_replacement_follows_weights():
     weights = np.array([0.7, 0.2, 0.1, 0.0])
-    rows = core.resample_indices(weights, 20000, replace=True, seed=0)
+    rows = resample_indices(weights, 20000, replace=True, seed=0)
     assert len(rows) == 20000 and 3 not in rows
     np.testing.assert_allclose(np.bincount(rows, minlength=4) / 20000, weights, atol=0.02)
 
 
 def test_resampling_without_replacement_is_distinct_and_capped(caplog):
     weights = np.array([0.5, 0.3, 0.2, 0.0, 0.0])
-    rows = core.resample_indices(weights, 2, replace=False, seed=0)
+    rows = resample_indices(weights, 2, replace=False, seed=0)
     assert len(np.unique(rows)) == 2
     with caplog.at_level("WARNING"):
-        capped = core.resample_indices(weights, 5, replace=False, seed=0)
+        capped = resample_indices(weights, 5, replace=False, seed=0)
     assert sorted(capped) == [0, 1, 2] and "positive weight" in caplog.text
 
 
 def test_stratified_resampling_allocates_by_weight_mass():
     weights = np.array([0.3, 0.3, 0.1, 0.3])
     strata = ["a", "a", "b", "b"]
-    rows = core.resample_indices(weights, 10, replace=True, seed=0, strata=strata)
+    rows = resample_indices(weights, 10, replace=True, seed=0, strata=strata)
     assert np.isin(rows, [0, 1]).sum() == 6 and np.isin(rows, [2, 3]).sum() == 4
 
 

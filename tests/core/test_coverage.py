@@ -12,9 +12,9 @@ from synalign_kedro.core.coverage import (
     coverage_summary,
     coverage_table,
     gp_sequence,
-    plot_coverage,
     random_sequence,
 )
+from synalign_kedro.core.plots import coverage_figure
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # see tests/conftest.py
 
@@ -85,7 +85,7 @@ def test_gp_beats_random_on_real_embeddings(sst2_embeddings):
     summary = coverage_summary(table, at_steps=[30])
     assert summary["coverage_auc_gp"] > summary["coverage_auc_random"]
     assert summary["coverage_gp_at_30"] > summary["coverage_random_at_30"]
-    figure = plot_coverage(table)
+    figure = coverage_figure(table)  # the one coverage plotter: one mean curve per sampler
     assert len(figure.axes[0].lines) == 2
 
 

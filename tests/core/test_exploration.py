@@ -8,17 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from synalign_kedro.core.demonstrations import select_demonstrations
 from synalign_kedro.core.exploration import (
     BandwidthWarning,
     UncertaintyTracker,
     check_bandwidth,
     kernel_from_distance,
     pairwise_distances,
-    posterior_variance_dense,
-    refit_select,
     resolve_bandwidth,
-    select_demonstrations,
 )
+from tests.core.gp_reference import posterior_variance_dense, refit_select
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # see tests/conftest.py
 

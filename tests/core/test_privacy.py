@@ -14,7 +14,7 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 
 def _char_ngrams(text: str, n: int) -> set[str]:
-    norm = privacy.normalise_text(text)
+    norm = privacy.copy_key(text)
     return {norm[i : i + n] for i in range(len(norm) - n + 1)}
 
 
@@ -52,8 +52,8 @@ def small_sets(sst2_train):
     )
 
 
-def test_normalise_text_ignores_case_width_and_whitespace():
-    assert privacy.normalise_text("  Hello\tWORLD \n ！") == privacy.normalise_text("hello world !")
+def test_copy_key_ignores_case_width_and_whitespace():
+    assert privacy.copy_key("  Hello\tWORLD \n ！") == privacy.copy_key("hello world !")
 
 
 def test_exact_copy_matches_points_to_the_first_real_copy():

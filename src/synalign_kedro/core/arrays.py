@@ -1,4 +1,4 @@
-"""Input checks shared by the numeric modules (metrics, alignment, privacy, classifier)."""
+"""Input checks shared by the core modules: a finite 2-D matrix, a table with the columns asked for."""
 
 from __future__ import annotations
 
@@ -14,3 +14,11 @@ def finite_matrix(name: str, values, dtype=np.float64) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def require_columns(frame, columns, name: str) -> None:
+    """A ValueError naming the table ``name``, the missing columns (in the order asked) and the columns it
+    has, unless ``frame`` has every column of ``columns``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(frame.columns)}")

@@ -17,15 +17,66 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .demonstrations import TrackerSettings
 from .exploration import UncertaintyTracker
 
 logger = logging.getLogger(__name__)
 
 MERGES = ("convex_hull", "union")
+
+
+class CoverageSettings(BaseModel):
+    """``exploration.coverage``: GP vs random coverage (figure 4); the GP uses the tracker's tau, kernel, noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(200, ge=1, description="sampling steps (one sample + its k 2-D neighbours per step)")
+    k: int | None = Field(None, ge=0, description="null = tracker.k")
+    random_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
+    merge: Literal[MERGES] = "convex_hull"  # type: ignore[valid-type]
+    max_points: int | None = Field(2000, ge=2, description="t-SNE on at most this many rows")
+    tsne_perplexity: float = Field(30.0, gt=0)
+    tsne_threads: int | None = Field(1, ge=1, description="OpenMP threads for t-SNE; null = library default")
+    report_steps: list[int] = Field(default_factory=lambda: [50, 200])
+
+
+class ExplorationSettings(BaseModel):
+    """The ``exploration`` parameter block: the tracker (:class:`.demonstrations.TrackerSettings`) and the
+    coverage measurement. Defined here because coverage reads both parts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+    coverage: CoverageSettings = Field(default_factory=CoverageSettings)
+
+
+class CoverageSweepSettings(BaseModel):
+    """The ``coverage_sweep`` parameter block (sec. 4.5.1-4.5.2, figure 5; pipeline ``coverage_sweep``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    taus: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.6, 0.9, 1.2, 1.5, 2.0], min_length=1)
+    ks: list[int] = Field(default_factory=lambda: [2, 4, 8], min_length=1)
+    steps: int = Field(100, ge=1, description="coverage is read after this many sampling steps")
+    random_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    kernel: Literal["exponential", "rbf"] = "exponential"
+    merge: Literal[MERGES] = "convex_hull"  # type: ignore[valid-type]
+    max_points: int | None = Field(1000, ge=2, description="real embeddings subsampled for t-SNE and the GP")
+    tsne_perplexity: float = Field(30.0, gt=0)
+    device: str = "auto"
+
+    @field_validator("taus")
+    @classmethod
+    def _positive(cls, taus: list[float]) -> list[float]:
+        if not all(tau > 0 for tau in taus):
+            raise ValueError(f"coverage_sweep.taus must be positive numbers (the swept axis); got {taus}")
+        return taus
 
 
 def tsne_2d(
@@ -200,29 +251,61 @@ def coverage_summary(table: pd.DataFrame, at_steps: Sequence[int] = (50, 200)) -
     return summary
 
 
-def plot_coverage(table: pd.DataFrame, title: str = "Convex-hull coverage"):
-    """Coverage rate against sampling step: the GP curve and the random mean with a min-max band."""
-    import matplotlib
+def exploration_coverage(
+    embeddings: np.ndarray, settings: ExplorationSettings, seed: int
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The ``exploration`` block's coverage run: :func:`coverage_table` with the tracker's kernel, and its
+    :func:`coverage_summary` at ``coverage.report_steps``."""
+    tracker, options = settings.tracker, settings.coverage
+    table = coverage_table(
+        embeddings,
+        steps=options.steps,
+        k=tracker.k if options.k is None else options.k,
+        random_seeds=options.random_seeds,
+        tau=tracker.tau,
+        kernel=tracker.kernel,
+        noise=tracker.noise,
+        merge=options.merge,
+        max_points=options.max_points,
+        tsne_seed=int(seed),
+        tsne_perplexity=options.tsne_perplexity,
+        tsne_threads=options.tsne_threads,
+        device=tracker.device,
+        dtype=tracker.dtype,
+    )
+    summary = coverage_summary(table, at_steps=options.report_steps)
+    logger.info("Coverage: %s", {name: round(value, 4) for name, value in summary.items()})
+    return table, summary
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for sampler, colour in (("gp", "tab:blue"), ("random", "tab:orange")):
-        rows = table[table["sampler"] == sampler]
-        if rows.empty:
-            continue
-        grouped = rows.groupby("step")["coverage"]
-        mean = grouped.mean()
-        n_seeds = rows["seed"].nunique()
-        label = "GP exploration" if sampler == "gp" else f"random ({n_seeds} seeds)"
-        axis.plot(mean.index, mean.values, color=colour, label=label)
-        if n_seeds > 1:
-            axis.fill_between(mean.index, grouped.min().values, grouped.max().values, color=colour, alpha=0.2)
-    axis.set_xlabel("sampling step")
-    axis.set_ylabel("coverage rate")
-    axis.set_ylim(0, 1)
-    axis.set_title(title)
-    axis.legend()
-    figure.tight_layout()
-    return figure
+def coverage_sweep(embeddings: np.ndarray, settings: CoverageSweepSettings, seed: int) -> pd.DataFrame:
+    """Coverage after ``steps`` sampling steps for every (tau, k) of the GP sampler and every k of the random
+    sampler (``tau`` NaN, one row per random seed), on one shared t-SNE map. Columns:
+    ``sampler, tau, k, seed, steps, coverage`` (figure 5)."""
+    embeddings = np.asarray(embeddings)
+    if settings.max_points is not None and embeddings.shape[0] > settings.max_points:
+        rng = np.random.default_rng(seed)
+        picked = rng.choice(embeddings.shape[0], size=settings.max_points, replace=False)
+        embeddings = embeddings[np.sort(picked)]
+    steps = settings.steps
+    points_2d = tsne_2d(embeddings, seed=seed, perplexity=settings.tsne_perplexity)
+    rows = []
+    for k in settings.ks:
+        for tau in settings.taus:
+            sequence = gp_sequence(
+                embeddings, steps, int(k), tau=tau, kernel=settings.kernel, device=settings.device, seed=seed
+            )
+            curve = coverage_curve(points_2d, sequence, int(k), merge=settings.merge, steps=steps)
+            rows.append(
+                {"sampler": "gp", "tau": float(tau), "k": int(k), "seed": seed, "steps": steps,
+                 "coverage": float(curve[-1])}
+            )  # fmt: skip
+            logger.info("coverage sweep: gp tau=%s k=%s -> %.3f", tau, k, curve[-1])
+        for random_seed in settings.random_seeds:
+            sequence = random_sequence(len(points_2d), steps, int(random_seed))
+            curve = coverage_curve(points_2d, sequence, int(k), merge=settings.merge, steps=steps)
+            rows.append(
+                {"sampler": "random", "tau": float("nan"), "k": int(k), "seed": int(random_seed),
+                 "steps": steps, "coverage": float(curve[-1])}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["sampler", "tau", "k", "seed", "steps", "coverage"])

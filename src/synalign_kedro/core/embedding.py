@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .device import resolve_device
 from .models import resolve_embedder
@@ -23,6 +24,17 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DEFAULT_CACHE_DIR = Path("data/04_feature/embedding_cache")
+
+
+class EmbeddingSettings(BaseModel):
+    """The ``embedding`` parameter block: the one sentence embedder of every pipeline (sec. 3.1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(DEFAULT_EMBEDDER, description="embedded key, sentence-transformers name or folder")
+    batch_size: int = Field(64, ge=1)
+    device: str = Field("auto", description="auto = cuda when torch sees one, else cpu")
+    cache_dir: str | None = Field(DEFAULT_CACHE_DIR.as_posix(), description="null = no embedding cache")
 
 
 def embedding_key(texts: Sequence[str], model: str, normalize: bool = True) -> str:
@@ -91,13 +103,14 @@ def embed_texts(
     return vectors
 
 
-def embed_with_settings(texts: Sequence[str], settings: dict) -> np.ndarray:
-    """:func:`embed_texts` driven by the project's ``embedding`` parameters
-    (``model``, ``batch_size``, ``device``, ``cache_dir``); the one place nodes unpack them."""
+def embed_with_settings(texts: Sequence[str], settings: EmbeddingSettings | dict) -> np.ndarray:
+    """:func:`embed_texts` driven by the ``embedding`` parameter block (validated by
+    :class:`EmbeddingSettings`); the one place nodes unpack it."""
+    settings = EmbeddingSettings.model_validate(settings)
     return embed_texts(
         [str(t) for t in texts],
-        model=settings.get("model", DEFAULT_EMBEDDER),
-        batch_size=int(settings.get("batch_size", 64)),
-        device=settings.get("device", "auto"),
-        cache_dir=settings.get("cache_dir"),
+        model=settings.model,
+        batch_size=settings.batch_size,
+        device=settings.device,
+        cache_dir=settings.cache_dir,
     )

@@ -21,9 +21,8 @@ so one round costs O(N * |S| * |B|) and memory is O(N * |S|): no N x N matrix is
 refitted. By default the embeddings are multiplied in float32 and everything else is float64 (``dtype``,
 see :data:`PRECISIONS`), and each round computes the likely next pivot's distances in the same pass as its
 neighbours' kernel rows (:meth:`UncertaintyTracker._likely_next_pivot`); docs/exploration.md has the
-measurements. :func:`posterior_variance_dense` (eq. 5 evaluated directly) and :func:`refit_select` (a
-refit-per-round selector, numpy or scikit-learn) are the brute-force references the tests and the benchmark
-compare against.
+measurements. ``tests/core/gp_reference.py`` holds the brute-force references the tests and the benchmark
+compare against (eq. 5 evaluated directly, and a refit-per-round selector, numpy or scikit-learn).
 
 Deviation from eq. 5 (on purpose)
 ---------------------------------
@@ -49,12 +48,18 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .device import resolve_device
+from .gp_kernel import (  # noqa: F401  (re-exported: the tracker's kernel and bandwidth)
+    KERNELS,
+    BandwidthWarning,
+    _check_kernel,
+    _sample_pair_distances,
+    check_bandwidth,
+    kernel_from_distance,
+    pairwise_distances,
+    resolve_bandwidth,
+)
 
 logger = logging.getLogger(__name__)
-
-KERNELS = ("exponential", "rbf")
-"""``exponential``: eq. 2, ``exp(-||e_i - e_j|| / (2 tau))`` (the paper's kernel, a Laplacian / Matern-1/2
-kernel); ``rbf``: the squared-distance RBF ``exp(-||e_i - e_j||^2 / (2 tau^2))``."""
 
 PRECISIONS = {
     # name: (storage of the N x d embeddings, storage of the |S| x N factor F)
@@ -73,96 +78,6 @@ REFINE_RELATIVE_SQUARED_DISTANCE = 0.25
 a distance below ~0.7) is recomputed in float64 as ``sum((a - b)^2)``. ``|a|^2 + |b|^2 - 2 a.b`` loses
 the float32 rounding error of ``a.b`` (~1e-7) to cancellation, which the square root amplifies for close
 pairs (a duplicate would get distance ~3e-4 instead of 0); far pairs keep a relative error of ~1e-7."""
-
-
-class BandwidthWarning(UserWarning):
-    """The kernel bandwidth ``tau`` is so badly scaled that the tracker degenerates."""
-
-
-# --------------------------------------------------------------------------------------------- kernel
-def _check_kernel(kernel: str) -> str:
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    return kernel
-
-
-def kernel_from_distance(distance, tau: float, kernel: str = "exponential"):
-    """kappa as a function of the Euclidean distance (works on numpy arrays and torch tensors).
-
-    ``exponential`` is eq. 2 of the paper, ``exp(-d / (2 tau))``; ``rbf`` is ``exp(-d^2 / (2 tau^2))``.
-    """
-    _check_kernel(kernel)
-    lib = torch if isinstance(distance, torch.Tensor) else np
-    if kernel == "exponential":
-        return lib.exp(-distance / (2.0 * tau))
-    return lib.exp(-(distance * distance) / (2.0 * tau * tau))
-
-
-def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances between the rows of ``a`` and ``b`` (float64; ``sqrt(max(0, |a|^2+|b|^2-2ab))``,
-    which is ``sqrt(max(0, 2 - 2 a.b))`` for unit-norm embeddings)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.sqrt(np.maximum(squared, 0.0))
-
-
-def _sample_pair_distances(embeddings: np.ndarray, sample_size: int, seed: int) -> np.ndarray:
-    n = embeddings.shape[0]
-    rng = np.random.default_rng(seed)
-    index = np.sort(rng.choice(n, size=min(n, sample_size), replace=False))
-    sample = np.asarray(embeddings[index], dtype=np.float64)
-    distances = pairwise_distances(sample, sample)
-    return distances[np.triu_indices(len(index), k=1)]
-
-
-def resolve_bandwidth(
-    tau: float | str, embeddings: np.ndarray, sample_size: int = 1000, seed: int = 0
-) -> float:
-    """The bandwidth ``tau`` of eq. 2: a positive number, or ``"median"`` for the median pairwise Euclidean
-    distance between (up to ``sample_size``, seeded) embeddings, the usual median heuristic."""
-    if isinstance(tau, str):
-        if tau.strip().lower() != "median":
-            raise ValueError(f"tau must be a positive number or 'median', got {tau!r}")
-        if embeddings.shape[0] < 2:
-            raise ValueError("tau='median' needs at least 2 embeddings; give tau as a number")
-        median = float(np.median(_sample_pair_distances(embeddings, sample_size, seed)))
-        if not median > 0:
-            raise ValueError("tau='median': the sampled embeddings are all identical (median distance 0)")
-        return median
-    try:
-        value = float(tau)
-    except (TypeError, ValueError):
-        raise ValueError(f"tau must be a positive number or 'median', got {tau!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"tau must be a positive finite number, got {tau!r}")
-    return value
-
-
-def check_bandwidth(
-    embeddings: np.ndarray, tau: float, kernel: str = "exponential", sample_size: int = 500, seed: int = 0
-) -> str | None:
-    """A message when ``tau`` is so badly scaled that the tracker degenerates, else None.
-
-    Too small: every covariance is ~0, so a selection lowers no other variance, every variance stays 1 and
-    argmax falls back to index order. Too large: every covariance is ~1, so the first batch drives every
-    variance to ~0 and the tracker stops after one round.
-    """
-    if embeddings.shape[0] < 2:
-        return None
-    covariances = kernel_from_distance(_sample_pair_distances(embeddings, sample_size, seed), tau, kernel)
-    if np.quantile(covariances, 0.99) < 1e-4:
-        return (
-            f"tau={tau:.4g} is too small for these embeddings ({kernel} kernel): 99% of covariances are "
-            "below 1e-4, so selecting a sample lowers no other variance, every variance stays ~1 and argmax "
-            "falls back to index order. Use tau='median' or a larger tau."
-        )
-    if np.quantile(covariances, 0.01) > 1 - 1e-4:
-        return (
-            f"tau={tau:.4g} is too large for these embeddings ({kernel} kernel): every covariance is ~1, so "
-            "the first batch sets every variance to ~0 and exploration stops. Use tau='median' or a smaller tau."
-        )
-    return None
 
 
 # --------------------------------------------------------------------------------------------- tracker
@@ -551,220 +466,3 @@ class UncertaintyTracker:
             result.rounds.append(self.step(k, round_number=len(result.rounds)))
         result.final_variance = self.variances()
         return result
-
-
-# ------------------------------------------------------------------------------ per-label selection
-@dataclass(frozen=True)
-class DemonstrationBatch:
-    """A demonstration batch: positions (0-based rows of the embedding matrix) and the label it is for."""
-
-    batch_id: int
-    label: str
-    round: int
-    rows: tuple[int, ...]
-    variance_at_selection: float
-
-
-def select_demonstrations(
-    embeddings: np.ndarray,
-    labels: Sequence[str] | None,
-    k: int = 4,
-    tau: float | str = "median",
-    kernel: str = "exponential",
-    noise: float = 1e-6,
-    threshold: float = 0.05,
-    max_rounds: int | None = 8,
-    per_label: bool = True,
-    device: str = "auto",
-    dtype: str = "mixed",
-    median_sample: int = 1000,
-    seed: int = 0,
-) -> tuple[list[DemonstrationBatch], list[dict]]:
-    """Run the uncertainty tracker (Algorithm 1) and return the demonstration batches and a per-round trace.
-
-    ``per_label=True`` (default): one tracker per label over that label's rows only (class-conditional
-    demonstrations), ``max_rounds`` per label; batches are interleaved round by round across labels (label
-    order sorted), so a consumer that takes the first n batches still sees every label. ``per_label=False``:
-    one tracker over all rows; a batch's label is its pivot's label (its neighbours may carry other labels).
-    ``tau='median'`` is resolved once on all embeddings so that every label uses the same bandwidth.
-
-    Trace rows: ``tracker`` (label or ``"__all__"``), ``round``, ``n_selected`` (after the round),
-    ``max_variance_before`` (the pivot's variance), ``max_variance_after``, ``mean_variance_after``,
-    ``stop_reason`` (on the tracker's last row).
-    """
-    embeddings = np.asarray(embeddings)
-    if embeddings.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (N, d), got shape {embeddings.shape}")
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-    n = embeddings.shape[0]
-    if labels is None:
-        if per_label:
-            raise ValueError("per_label=True needs labels")
-        labels = ["" for _ in range(n)]
-    labels = np.asarray([str(label) for label in labels], dtype=object)
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for {n} embeddings: they must match row for row")
-    if n == 0:
-        return [], []
-    tau_value = resolve_bandwidth(tau, embeddings, median_sample, seed) if n > 1 else 1.0
-    message = check_bandwidth(embeddings, tau_value, kernel, seed=seed)
-    if message:
-        logger.warning(message)
-        warnings.warn(message, BandwidthWarning, stacklevel=2)
-    groups = (
-        [(str(label), np.flatnonzero(labels == label)) for label in sorted(set(labels.tolist()))]
-        if per_label
-        else [("__all__", np.arange(n))]
-    )
-    per_group: list[tuple[str, np.ndarray, SelectionResult]] = []
-    trace: list[dict] = []
-    for name, rows in groups:
-        tracker = UncertaintyTracker(
-            embeddings[rows],
-            tau=tau_value,
-            kernel=kernel,
-            noise=noise,
-            device=device,
-            dtype=dtype,
-            seed=seed,
-            warn_bandwidth=False,
-        )
-        result = tracker.run(k=k, threshold=threshold, max_rounds=max_rounds)
-        logger.info(
-            "Exploration tracker %s: %d rows, %d rounds, %d selected, stop: %s",
-            name,
-            len(rows),
-            len(result.rounds),
-            tracker.n_selected,
-            result.stop_reason,
-        )
-        per_group.append((name, rows, result))
-        n_selected = 0
-        for selection in result.rounds:
-            n_selected += len(selection.members)
-            trace.append(
-                {
-                    "tracker": name,
-                    "round": selection.round,
-                    "n_selected": n_selected,
-                    "max_variance_before": selection.variance_at_selection,
-                    "max_variance_after": selection.max_variance_after,
-                    "stop_reason": "",
-                }
-            )
-        if trace and result.rounds:
-            trace[-1]["stop_reason"] = result.stop_reason
-        else:
-            trace.append(
-                {
-                    "tracker": name,
-                    "round": -1,
-                    "n_selected": 0,
-                    "max_variance_before": float("nan"),
-                    "max_variance_after": float(result.final_variance.max()),
-                    "stop_reason": result.stop_reason,
-                }
-            )
-    batches: list[DemonstrationBatch] = []
-    longest = max((len(result.rounds) for _, _, result in per_group), default=0)
-    for round_number in range(longest):
-        for name, rows, result in per_group:
-            if round_number >= len(result.rounds):
-                continue
-            selection = result.rounds[round_number]
-            members = tuple(int(rows[i]) for i in selection.members)
-            label = str(labels[members[0]]) if not per_label else name
-            batches.append(
-                DemonstrationBatch(
-                    batch_id=len(batches),
-                    label=label,
-                    round=round_number,
-                    rows=members,
-                    variance_at_selection=selection.variance_at_selection,
-                )
-            )
-    return batches, trace
-
-
-# ------------------------------------------------------------------------ brute-force references
-def posterior_variance_dense(
-    embeddings: np.ndarray,
-    selected: Sequence[int],
-    tau: float,
-    kernel: str = "exponential",
-    noise: float = 1e-6,
-) -> np.ndarray:
-    """Eq. 5 evaluated directly in float64 with dense matrices (reference for tests; O(N |S| d + |S|^3)):
-    ``diag(K(E, E)) - diag(K(E, E_s) (K(E_s, E_s) + noise I)^{-1} K(E_s, E))`` for every sample (latent
-    variance: without eq. 5's ``+ I`` on ``K(E_u, E_u)``, see the module docstring)."""
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    selected = np.asarray(list(selected), dtype=np.int64)
-    prior = np.ones(embeddings.shape[0])
-    if selected.size == 0:
-        return prior
-    k_ss = kernel_from_distance(pairwise_distances(embeddings[selected], embeddings[selected]), tau, kernel)
-    k_sa = kernel_from_distance(pairwise_distances(embeddings[selected], embeddings), tau, kernel)
-    solved = np.linalg.solve(k_ss + noise * np.eye(len(selected)), k_sa)
-    return prior - np.einsum("sn,sn->n", k_sa, solved)
-
-
-def _sklearn_variance(embeddings: np.ndarray, selected: list[int], tau: float, kernel: str, noise: float):
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import RBF, Matern
-
-    # eq. 2 is Matern(nu=0.5) with length scale 2 tau; the squared-distance option is RBF(tau)
-    gp_kernel = (
-        Matern(length_scale=2.0 * tau, length_scale_bounds="fixed", nu=0.5)
-        if kernel == "exponential"
-        else RBF(length_scale=tau, length_scale_bounds="fixed")
-    )
-    if not selected:
-        return np.ones(embeddings.shape[0])
-    model = GaussianProcessRegressor(kernel=gp_kernel, alpha=noise, optimizer=None, normalize_y=False)
-    model.fit(embeddings[selected], np.zeros(len(selected)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Predicted variances smaller than 0": clipped to 0, as we do
-        _, std = model.predict(embeddings, return_std=True)
-    return std**2
-
-
-def refit_select(
-    embeddings: np.ndarray,
-    k: int,
-    rounds: int,
-    tau: float,
-    kernel: str = "exponential",
-    noise: float = 1e-6,
-    backend: str = "numpy",
-) -> list[tuple[int, ...]]:
-    """Brute-force reference of Algorithm 1: refit the GP from scratch every round (``backend="numpy"``:
-    :func:`posterior_variance_dense`; ``"sklearn"``: ``GaussianProcessRegressor`` with the same fixed kernel)
-    and pick argmax variance + k nearest unselected neighbours (stable order). Returns each round's members
-    (pivot first). Slow on purpose: for tests and the benchmark."""
-    if backend not in ("numpy", "sklearn"):
-        raise ValueError(f"backend must be 'numpy' or 'sklearn', got {backend!r}")
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    n = embeddings.shape[0]
-    selected: list[int] = []
-    is_selected = np.zeros(n, dtype=bool)
-    picks: list[tuple[int, ...]] = []
-    for _ in range(rounds):
-        if is_selected.all():
-            break
-        if backend == "numpy":
-            variance = posterior_variance_dense(embeddings, selected, tau, kernel, noise)
-        else:
-            variance = _sklearn_variance(embeddings, selected, tau, kernel, noise)
-        variance = np.where(is_selected, -np.inf, variance)
-        pivot = int(np.argmax(variance))
-        distances = pairwise_distances(embeddings[pivot : pivot + 1], embeddings)[0]
-        distances[is_selected] = np.inf
-        distances[pivot] = np.inf
-        n_neighbours = min(k, int((~is_selected).sum()) - 1)
-        neighbours = np.argsort(distances, kind="stable")[:n_neighbours].tolist()
-        members = (pivot, *neighbours)
-        picks.append(members)
-        selected.extend(members)
-        is_selected[list(members)] = True
-    return picks

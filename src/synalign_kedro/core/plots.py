@@ -1,17 +1,23 @@
-"""Evaluation figures (SynAlign sec. 4.3 figure 3, sec. 4.4.1 figures 4-5).
+"""Every figure of the project (one plotting module), and :func:`figure_png` to render one to PNG bytes.
 
 - :func:`joint_tsne`: one t-SNE over the real embeddings and every variant's synthetic embeddings together
   (one shared 2-D map, so the panels are comparable and t-SNE runs once, not once per variant).
 - :func:`tsne_grid_figure`: figure 3, one panel per variant, real (grey) vs synthetic (coloured).
-- :func:`coverage_figure`: figure 4(b)/5, coverage rate against sampling step per sampler (GP vs random),
-  from the exploration pipeline's coverage table.
+- :func:`coverage_figure`: figure 4(b), coverage rate against sampling step per sampler (GP vs random), the
+  mean over seeds with a min-max band, from the exploration pipeline's coverage table.
+- :func:`coverage_sweep_figure`: figure 5, coverage against tau, one curve per k.
+- :func:`alignment_loss_figure`: the alignment loss (sec. 3.4, eq. 10) per gradient step.
+- :func:`weights_histogram`: the learnt alignment weights relative to uniform (sec. 3.4).
 
-Figures are returned as matplotlib ``Figure`` objects (the Agg backend; nothing is shown).
+Figures are matplotlib ``Figure`` objects (the Agg backend; nothing is shown); nodes hand
+``figure_png(figure)`` to the catalog, so that the run report can read every figure back.
 """
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -106,67 +112,82 @@ def tsne_grid_figure(
     return figure
 
 
-X_COLUMNS = ("step", "n_selected", "iteration", "n_samples")
-Y_COLUMNS = ("coverage", "coverage_rate")
-GROUP_COLUMNS = ("sampler", "method", "strategy")
+def figure_png(figure: plt.Figure, dpi: int = 110) -> bytes:
+    """Render a figure to PNG bytes and close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
 
 
-def _first_present(frame: pd.DataFrame, candidates: tuple[str, ...], what: str) -> str | None:
-    for column in candidates:
-        if column in frame.columns:
-            return column
-    if what:
-        raise ValueError(
-            f"coverage table has no {what} column (one of {candidates}); columns: {list(frame.columns)}"
-        )
-    return None
+def _message_figure(message: str) -> plt.Figure:
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.text(0.5, 0.5, message, ha="center", va="center")
+    axis.set_axis_off()
+    return figure
 
 
 def coverage_figure(coverage: pd.DataFrame | None, title: str | None = None) -> plt.Figure:
-    """Figure 4(b)/5: coverage rate (convex-hull area share, paper appendix A.2.3) against the sampling step.
+    """Figure 4(b): coverage rate (convex-hull area share, paper appendix A.2.3) against the sampling step.
 
-    ``coverage``: long table with a step column (``step`` / ``n_selected`` / ``iteration`` / ``n_samples``), a
-    coverage column (``coverage`` / ``coverage_rate``) and optionally a sampler column (``sampler`` /
-    ``method`` / ``strategy``, e.g. gp vs random) and a ``label`` column (one panel per label). Extra grouping
-    columns such as ``tau`` or ``k`` are folded into the curve name. ``None`` or an empty table gives a figure
-    that says so.
+    ``coverage`` has columns ``step, sampler, coverage`` and optionally ``seed``: one curve per sampler (the
+    mean over seeds) with the min-max band over seeds. ``None`` or an empty table gives a figure that says so.
     """
     if coverage is None or len(coverage) == 0:
-        figure, axis = plt.subplots(figsize=(6, 4))
-        axis.text(0.5, 0.5, "no coverage table (run the exploration pipeline)", ha="center", va="center")
-        axis.set_axis_off()
-        return figure
-    x_column = _first_present(coverage, X_COLUMNS, "step")
-    y_column = _first_present(coverage, Y_COLUMNS, "coverage")
-    group_column = _first_present(coverage, GROUP_COLUMNS, "")
-    extra_columns = [column for column in ("tau", "k", "seed") if column in coverage.columns]
-    panel_values = sorted(coverage["label"].astype(str).unique()) if "label" in coverage.columns else [None]
-    figure, axes = plt.subplots(
-        1, len(panel_values), figsize=(5.0 * len(panel_values), 4.0), squeeze=False, sharey=True
-    )
-    for axis, panel in zip(axes.flat, panel_values, strict=True):
-        frame = coverage if panel is None else coverage[coverage["label"].astype(str) == panel]
-        keys = [column for column in [group_column, *extra_columns] if column]
-        groups = frame.groupby(keys, sort=True) if keys else [((), frame)]
-        for key, curve in groups:
-            key_tuple = key if isinstance(key, tuple) else (key,)
-            name = (
-                ", ".join(
-                    f"{column}={value}" if column in extra_columns else str(value)
-                    for column, value in zip(keys, key_tuple, strict=True)
-                )
-                or "coverage"
-            )
-            curve = curve.groupby(x_column, sort=True)[y_column].mean()
-            axis.plot(curve.index, curve.values, label=name)
-        axis.set_xlabel(x_column)
-        axis.set_ylabel("coverage rate")
-        axis.set_ylim(0, 1.02)
-        axis.grid(alpha=0.3)
-        axis.set_title(f"label {panel}" if panel is not None else "all labels")
-        axis.legend(fontsize=8)
-    figure.suptitle(title or "Coverage of the real data (convex hulls in t-SNE space)")
+        return _message_figure("no coverage table (run the exploration pipeline)")
+    missing = {"step", "sampler", "coverage"} - set(coverage.columns)
+    if missing:
+        raise ValueError(f"the coverage table lacks the column(s) {sorted(missing)}; got {list(coverage.columns)}")
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for sampler, rows in coverage.groupby("sampler", sort=True):
+        by_step = rows.groupby("step")["coverage"].agg(["mean", "min", "max"]).sort_index()
+        n_seeds = rows["seed"].nunique() if "seed" in rows.columns else 1
+        name = "GP exploration" if sampler == "gp" else str(sampler)
+        label = f"{name} ({n_seeds} seeds)" if n_seeds > 1 else name
+        (line,) = axis.plot(by_step.index, by_step["mean"], label=label)
+        if n_seeds > 1:
+            axis.fill_between(by_step.index, by_step["min"], by_step["max"], color=line.get_color(), alpha=0.2)
+    axis.set_xlabel("sampling step")
+    axis.set_ylabel("coverage rate")
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title(title or "Coverage of the real data (convex hulls in t-SNE space)")
     figure.tight_layout()
+    return figure
+
+
+def alignment_loss_figure(trace: pd.DataFrame) -> plt.Figure:
+    """The alignment loss (eq. 10) per gradient step, one line per aligned group (``group, iteration, loss``)."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for group, rows in trace.groupby("group"):
+        axis.plot(rows["iteration"], rows["loss"], label="all" if group == "__all__" else str(group))
+    if trace.empty:
+        axis.text(0.5, 0.5, "empty synthetic pool: nothing aligned", ha="center", va="center")
+    else:
+        if (trace["loss"] > 0).all():
+            axis.set_yscale("log")
+        axis.legend(title="group")
+    axis.set_xlabel("gradient step")
+    axis.set_ylabel("alignment loss (eq. 10)")
+    axis.set_title("SynAlign distribution alignment")
+    figure.tight_layout()
+    return figure
+
+
+def weights_histogram(weights: Sequence[float]) -> plt.Figure:
+    """Histogram of the learnt alignment weights (SynAlign sec. 3.4), relative to uniform 1/M."""
+    values = np.asarray(weights, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    figure, axis = plt.subplots(figsize=(6.5, 3.5))
+    if values.size:
+        relative = values * values.size / max(values.sum(), np.finfo(float).tiny)
+        axis.hist(relative, bins=min(50, max(5, int(math.sqrt(values.size)))), color="#4c72b0")
+        axis.axvline(1.0, color="#c44e52", linestyle="--", label="uniform")
+        axis.legend()
+    axis.set_xlabel("weight x M (1 = uniform)")
+    axis.set_ylabel("synthetic samples")
+    axis.set_title(f"Alignment weights (M = {values.size})")
     return figure
 
 

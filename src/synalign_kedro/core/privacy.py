@@ -25,14 +25,15 @@ import logging
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from .arrays import finite_matrix
+from .arrays import finite_matrix, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -45,47 +46,36 @@ ALL_FLAGS = (FLAG_EXACT_COPY, FLAG_EMBEDDING_NEAR_DUPLICATE, FLAG_CHAR_NGRAM_NEA
 _WHITESPACE = re.compile(r"\s+")
 
 
-@dataclass(frozen=True)
-class PrivacyThresholds:
-    """Thresholds of the four checks (see the module docstring).
+class PrivacyThresholds(BaseModel):
+    """The ``ab_export.privacy`` parameter block: thresholds of the four checks (see the module docstring).
 
     ``dcr_holdout_quantile=None`` disables the holdout-relative DCR rule; the absolute rule
     ``DCR < 1 - cosine_threshold`` (the embedding near-duplicate against the training rows) always applies.
     """
 
-    cosine_threshold: float = 0.95
-    char_ngram_size: int = 5
-    jaccard_threshold: float = 0.7
-    dcr_holdout_quantile: float | None = 0.01
-    chunk_size: int = 512
-    report_quantiles: tuple[float, ...] = field(default=(0.01, 0.05, 0.5))
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.cosine_threshold <= 1.0:
-            raise ValueError(f"cosine_threshold must be in (0, 1], got {self.cosine_threshold}")
-        if not 0.0 < self.jaccard_threshold <= 1.0:
-            raise ValueError(f"jaccard_threshold must be in (0, 1], got {self.jaccard_threshold}")
-        if self.char_ngram_size < 1:
-            raise ValueError(f"char_ngram_size must be >= 1, got {self.char_ngram_size}")
-        if self.dcr_holdout_quantile is not None and not 0.0 <= self.dcr_holdout_quantile < 1.0:
-            raise ValueError(
-                f"dcr_holdout_quantile must be in [0, 1) or null, got {self.dcr_holdout_quantile}"
-            )
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+    cosine_threshold: float = Field(0.95, gt=0.0, le=1.0, description="embedding near-duplicate: cos >= this")
+    char_ngram_size: int = Field(5, ge=1, description="character n-grams of the Jaccard check")
+    jaccard_threshold: float = Field(0.7, gt=0.0, le=1.0, description="char n-gram Jaccard >= this")
+    dcr_holdout_quantile: float | None = Field(
+        0.01, ge=0.0, lt=1.0, description="flag DCR below this quantile of the holdout's DCR (null = off)"
+    )
+    chunk_size: int = Field(512, ge=1)
+    report_quantiles: tuple[float, ...] = (0.01, 0.05, 0.5)
 
 
-def normalise_text(text: str) -> str:
-    """The form under which two texts count as the same: NFKC, case-folded, whitespace collapsed, stripped."""
+def copy_key(text: str) -> str:
+    """The key under which a synthetic and a real text count as copies (not the text ingestion stores): NFKC, case-folded, whitespace collapsed, stripped."""
     return _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", str(text))).casefold().strip()
 
 
 def exact_copy_matches(synthetic_texts: Sequence[str], real_texts: Sequence[str]) -> np.ndarray:
-    """Index into ``real_texts`` of the real text each synthetic text copies (after ``normalise_text``), or -1."""
+    """Index into ``real_texts`` of the real text each synthetic text copies (after ``copy_key``), or -1."""
     first_index: dict[str, int] = {}
     for index, text in enumerate(real_texts):
-        first_index.setdefault(normalise_text(text), index)
-    return np.array([first_index.get(normalise_text(t), -1) for t in synthetic_texts], dtype=np.int64)
+        first_index.setdefault(copy_key(text), index)
+    return np.array([first_index.get(copy_key(t), -1) for t in synthetic_texts], dtype=np.int64)
 
 
 def nearest_cosine(
@@ -129,8 +119,8 @@ def char_ngram_vectors(texts: Sequence[str], ngram_size: int = 5) -> sparse.csr_
     vectorizer = HashingVectorizer(
         analyzer="char",
         ngram_range=(ngram_size, ngram_size),
-        lowercase=False,  # normalise_text already case-folds
-        preprocessor=normalise_text,
+        lowercase=False,  # copy_key already case-folds
+        preprocessor=copy_key,
         binary=True,
         norm=None,
         alternate_sign=False,
@@ -218,9 +208,9 @@ def check_privacy(
     the training rows is the DCR baseline (check 4).
     """
     thresholds = thresholds or PrivacyThresholds()
-    _require_columns(synthetic, ("synthetic_id", "text", "label"), "synthetic")
-    _require_columns(real_train, ("row_id", "text"), "real_train")
-    _require_columns(real_test, ("row_id", "text"), "real_test")
+    require_columns(synthetic, ("synthetic_id", "text", "label"), "synthetic")
+    require_columns(real_train, ("row_id", "text"), "real_train")
+    require_columns(real_test, ("row_id", "text"), "real_test")
     for frame, embeddings, name in (
         (synthetic, synthetic_embeddings, "synthetic"),
         (real_train, real_train_embeddings, "real_train"),
@@ -358,9 +348,3 @@ def _quantiles(values: np.ndarray, quantiles: Sequence[float]) -> dict[str, floa
 def _unit_rows(array: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return array / np.where(norms > 0, norms, 1.0)
-
-
-def _require_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(frame.columns)}")

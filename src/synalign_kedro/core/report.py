@@ -1,24 +1,21 @@
 """One self-contained HTML report of a run (every image inlined as base64, no external file or script).
 
-Sections, each shown as "not available" when its input is missing (an optional upstream figure or table must
-not break the report): the evaluation table (SynAlign sec. 4.3-4.4, tables 1-3), GP-vs-random coverage curves
-(sec. 3.2), t-SNE and other figures, the alignment weights histogram (sec. 3.4), the privacy summary, the
-offline A/B estimate (sec. 4.6), LLM accounting, and synthetic examples per label next to real ones.
+Sections: the evaluation table (SynAlign sec. 4.3-4.4, tables 1-3), GP-vs-random coverage curves (sec. 3.2),
+t-SNE and other figures, the alignment weights histogram (sec. 3.4), the privacy summary, the offline A/B
+estimate (sec. 4.6), LLM accounting, and synthetic examples per label next to real ones. Every table and
+figure is handed in by the caller (the report node takes them as catalog inputs, figures as PNG bytes drawn
+by :mod:`.plots`); this module reads no file. A section whose input is None says "not available".
 
-Plain string templating with ``html.escape`` (no template engine needed for one fixed page); matplotlib for
-the two figures drawn here. No Kedro import.
+Plain string templating with ``html.escape`` (no template engine needed for one fixed page). No Kedro import.
 """
 
 from __future__ import annotations
 
 import base64
-import glob
 import html
-import io
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -46,104 +43,6 @@ figure { margin: 1rem 0; } figcaption { font-size: .85rem; color: #555; }
 def png_data_uri(png: bytes) -> str:
     """``data:image/png;base64,...`` for an ``<img src>``."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def figure_png(figure) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def read_optional_bytes(path: str | Path) -> bytes | None:
-    """The file's bytes, or None when it does not exist (an optional upstream output)."""
-    file = Path(path)
-    return file.read_bytes() if file.is_file() else None
-
-
-def read_optional_csv(path: str | Path | None) -> pd.DataFrame | None:
-    """The CSV as a DataFrame, or None when ``path`` is None, missing or unreadable."""
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError):
-        return None
-
-
-def coverage_png_from_csv(path: str | Path | None) -> bytes | None:
-    """Coverage curves drawn from the exploration's coverage table at ``path``; None when the file is missing
-    or lacks the expected columns (the report then shows "not available")."""
-    coverage = read_optional_csv(path)
-    if coverage is None:
-        return None
-    try:
-        return figure_png(coverage_figure(coverage))
-    except ValueError as error:
-        logger.warning("Coverage curves not drawn from %s: %s", path, error)
-        return None
-
-
-def collect_figures(specs: Sequence[Mapping[str, str]]) -> dict[str, bytes | None]:
-    """``{caption: PNG bytes or None}`` for figure specs ``{"caption", "path"}``; ``path`` is a glob pattern
-    (one entry per matching file, captioned with its path when several match; None when none does)."""
-    figures: dict[str, bytes | None] = {}
-    for spec in specs:
-        caption, pattern = spec["caption"], str(spec["path"])
-        paths = sorted(glob.glob(pattern))
-        if not paths:
-            figures[caption] = None
-        for path in paths:
-            figures[f"{caption}: {path}" if len(paths) > 1 else caption] = read_optional_bytes(path)
-    return figures
-
-
-def coverage_figure(coverage: pd.DataFrame):
-    """Coverage curves (SynAlign sec. 3.2 exploration): mean coverage per sampler over seeds against the
-    step, with the min-max band over seeds. ``coverage`` has columns ``step, sampler, seed, coverage``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    missing = {"step", "sampler", "coverage"} - set(coverage.columns)
-    if missing:
-        raise ValueError(f"the coverage table lacks the column(s) {sorted(missing)}")
-    figure, axis = plt.subplots(figsize=(6.5, 3.8))
-    for sampler, rows in coverage.groupby("sampler"):
-        by_step = rows.groupby("step")["coverage"].agg(["mean", "min", "max"]).sort_index()
-        axis.plot(by_step.index, by_step["mean"], label=str(sampler))
-        axis.fill_between(by_step.index, by_step["min"], by_step["max"], alpha=0.2)
-    axis.set_xlabel("step")
-    axis.set_ylabel("coverage")
-    axis.set_title("Coverage of the real data by the demonstrations")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    return figure
-
-
-def weights_histogram(weights: Sequence[float]):
-    """Histogram of the learnt alignment weights (SynAlign sec. 3.4), relative to uniform 1/M."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    values = np.asarray(weights, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    figure, axis = plt.subplots(figsize=(6.5, 3.5))
-    if values.size:
-        relative = values * values.size / max(values.sum(), np.finfo(float).tiny)
-        axis.hist(relative, bins=min(50, max(5, int(math.sqrt(values.size)))), color="#4c72b0")
-        axis.axvline(1.0, color="#c44e52", linestyle="--", label="uniform")
-        axis.legend()
-    axis.set_xlabel("weight x M (1 = uniform)")
-    axis.set_ylabel("synthetic samples")
-    axis.set_title(f"Alignment weights (M = {values.size})")
-    return figure
 
 
 def examples_by_label(

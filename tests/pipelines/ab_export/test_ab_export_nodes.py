@@ -4,6 +4,7 @@ rows minus the flagged ones, a planted copy of a real text is flagged and droppe
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -18,8 +19,19 @@ from kedro.io.core import generate_timestamp
 from kedro.runner import SequentialRunner
 
 from synalign_kedro.core.embedding import embed_texts
+from synalign_kedro.core.plots import figure_png, weights_histogram
+from synalign_kedro.core.variants import (
+    GENERATION_METHODS,
+    SYNTHETIC_VARIANTS,
+    usage_dataset,
+    variant_dataset,
+)
 from synalign_kedro.pipelines.ab_export import nodes
-from synalign_kedro.pipelines.ab_export.pipeline import LLM_USAGE_DATASETS, VARIANT_DATASETS, create_pipeline
+from synalign_kedro.pipelines.ab_export.pipeline import create_pipeline
+from tests.kedro_helpers import load_parameters
+
+# the figures the report takes from the catalog (PNG bytes written by the plot nodes of this run)
+FIGURES = ("coverage_curves_plot", "evaluation_tsne_plot", "alignment_loss_plot", "alignment_weights_plot")
 
 pytestmark = pytest.mark.slow  # loads the embedder once (about 5 s)
 
@@ -42,7 +54,7 @@ def _catalog_config(project_root: Path, root: Path) -> dict:
         elif entry["type"].endswith("MlflowArtifactDataset"):
             entry = entry["dataset"]
         if "filepath" in entry:
-            entry["filepath"] = str(root / entry["filepath"])
+            entry["filepath"] = str(root / entry["filepath"].replace("${globals:base_location}", "data"))
         moved[name] = entry
     return moved
 
@@ -97,7 +109,7 @@ def inputs(sst2_train, embedding_cache, project_root):
         "device": "cpu",
         "cache_dir": str(embedding_cache),
     }
-    params = yaml.safe_load((project_root / "conf/test/parameters_ab_export.yml").read_text())["ab_export"]
+    params = load_parameters("test")["ab_export"]
     return {
         "real_train": real_train,
         "real_test": real_test,
@@ -127,14 +139,16 @@ def _run(tmp_path: Path, project_root: Path, inputs: dict, params: dict) -> tupl
         "synthetic_synalign_all",
     ):
         catalog[name] = MemoryDataset(inputs[name])
-    for dataset in VARIANT_DATASETS.values():
+    for dataset in map(variant_dataset, SYNTHETIC_VARIANTS):
         if dataset not in catalog:
             catalog[dataset] = MemoryDataset(inputs["synthetic_synalign_all"].drop(columns="weight").head(5))
     catalog["evaluation_table"] = MemoryDataset(
         pd.DataFrame({"variant": ["gold", "synalign_mmd"], "accuracy": [0.80, 0.82], "mmd": [0.0, 0.01]})
     )
-    for name in LLM_USAGE_DATASETS:
+    for name in map(usage_dataset, GENERATION_METHODS):
         catalog[name] = MemoryDataset({"requests": 3, "prompt_tokens": 100, "completion_tokens": 50})
+    for index, name in enumerate(FIGURES):  # distinct PNGs, to find each one in the report
+        catalog[name] = MemoryDataset(figure_png(weights_histogram(np.arange(1.0, 3.0 + index))), copy_mode="assign")
     _add_params(catalog, "ab_export", params)
     _add_params(catalog, "embedding", inputs["embedding"])
     _add_params(catalog, "seed", 7)
@@ -147,18 +161,7 @@ def _run(tmp_path: Path, project_root: Path, inputs: dict, params: dict) -> tupl
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, project_root, inputs):
     root = tmp_path_factory.mktemp("ab_export_run")
-    (root / "data/08_reporting").mkdir(parents=True)
-    pd.DataFrame(
-        {
-            "step": [0, 1, 2, 0, 1, 2],
-            "sampler": ["gp"] * 3 + ["random"] * 3,
-            "seed": 0,
-            "coverage": [0.1, 0.5, 0.9, 0.1, 0.3, 0.5],
-        }
-    ).to_csv(root / "data/08_reporting/coverage.csv", index=False)
     params = copy.deepcopy(inputs["params"])
-    params["report"]["coverage_table"] = str(root / "data/08_reporting/coverage.csv")
-    params["report"]["figures"] = [{"caption": "t-SNE", "path": str(root / "data/08_reporting/*tsne*.png")}]
     catalog, manifest = _run(root, project_root, inputs, params)
     return root, catalog, manifest, params
 
@@ -229,9 +232,10 @@ def test_planted_copy_is_flagged_and_dropped(run):
 
 
 def test_run_report_is_written_with_every_section(run):
-    root, _, manifest, _ = run
+    root, catalog, manifest, _ = run
     page = (root / "data/08_reporting/run_report.html").read_text()
-    assert "data:image/png;base64," in page  # coverage curves and weights histogram, inlined
+    for name in FIGURES:  # every figure of this run is inlined, read through the catalog
+        assert base64.b64encode(catalog.load(name)).decode("ascii") in page, name
     for text in ("Offline A/B estimate", "Privacy", "LLM accounting", "syn-0007", "not available", "t-SNE"):
         assert text in page
     assert manifest["variant"] in page
@@ -247,8 +251,8 @@ def test_a_second_run_writes_a_new_version_and_the_manifest_follows(run, inputs,
 
 
 def test_select_variant_rejects_an_unknown_variant():
-    with pytest.raises(ValueError, match="ab_export.variant is 'nope'"):
-        nodes.select_variant("nope", synalign_mmd=pd.DataFrame())
+    with pytest.raises(ValueError, match="variant"):
+        nodes.select_variant({"variant": "nope"}, synalign_mmd=pd.DataFrame())
 
 
 def test_notebook_is_valid_and_loads_the_catalog(project_root):
@@ -260,14 +264,6 @@ def test_notebook_is_valid_and_loads_the_catalog(project_root):
     assert 'catalog.load("ab_export_manifest")' in sources
 
 
-def test_an_empty_variant_still_exports_and_reports(tmp_path, inputs, project_root):
-    empty = {**inputs, "synthetic_synalign_mmd": inputs["synthetic_synalign_mmd"].head(0)}
-    params = copy.deepcopy(inputs["params"])
-    params["report"]["coverage_table"] = str(tmp_path / "missing.csv")
-    _, manifest = _run(tmp_path, project_root, empty, params)
-    treatment = pd.read_parquet(manifest["files"]["treatment_parquet"]["path"])
-    assert (treatment["source"] == "real").all() and len(treatment) == len(inputs["real_train"])
-    assert manifest["offline_ab"]["accuracy_difference"] == 0.0
-    assert manifest["privacy"]["n_flagged"] == 0
-    page = (tmp_path / "data/08_reporting/run_report.html").read_text()
-    assert 'Coverage curves</h2>\n<figure><p class="na">not available' in page
+def test_an_empty_variant_is_an_error_not_a_treatment_equal_to_control():
+    with pytest.raises(ValueError, match="the synthetic set of ab_export.variant 'synalign_mmd' is empty"):
+        nodes.select_variant({"variant": "synalign_mmd"}, synalign_mmd=pd.DataFrame({"text": []}))

@@ -5,19 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from synalign_kedro.core.aligned_variants import MAX_MLFLOW_TRACE_POINTS, resolve_n_resample
 from synalign_kedro.core.generation import POOL_COLUMNS
-from synalign_kedro.pipelines.alignment import create_pipeline, create_sweep_pipeline, nodes
+from synalign_kedro.pipelines.alignment import create_pipeline, nodes
+from synalign_kedro.pipelines.alignment_sweep import create_pipeline as create_sweep_pipeline
+from synalign_kedro.pipelines.alignment_sweep.nodes import sweep_n_projections
+from tests.kedro_helpers import load_parameters
 from tests.pools import synthetic_pool
 
 
 @pytest.fixture(scope="module")
-def params(project_root):
-    with open(project_root / "conf" / "test" / "parameters_alignment.yml") as handle:
-        return yaml.safe_load(handle)
+def params():
+    return load_parameters("test")
 
 
 def _pool(labels: list[str]) -> pd.DataFrame:
@@ -62,7 +64,7 @@ def test_learn_weights_outputs(case, params, per_label):
     ]:
         assert np.isfinite(metrics[key]["value"])
     assert metrics["alignment_final_loss"]["value"] < metrics["alignment_initial_loss"]["value"]
-    assert len(metrics["alignment_loss"]) <= nodes.MAX_MLFLOW_TRACE_POINTS
+    assert len(metrics["alignment_loss"]) <= MAX_MLFLOW_TRACE_POINTS
 
 
 def test_variants(case, params):
@@ -88,16 +90,19 @@ def test_variants_without_replacement_and_fixed_zeta(case, params):
     assert len(random) == len(mmd) == 10 and mmd["synthetic_id"].is_unique
 
 
-def test_empty_pool_and_empty_label(case, params, caplog):
-    pool, pool_embeddings, real, real_embeddings = case
+def test_an_empty_pool_is_an_error_not_a_result(case, params):
+    _, _, real, real_embeddings = case
     empty = _pool([])
-    weights, trace, metrics = nodes.learn_alignment_weights(
-        empty, np.zeros((0, 16), np.float32), real, real_embeddings, params["alignment"], 0
-    )
-    assert len(weights) == 0 and len(trace) == 0
-    every, random, mmd = nodes.build_variants(empty, weights, params["alignment"], 0)
-    assert len(every) == len(random) == len(mmd) == 0
-    nodes.plot_alignment_trace(trace)
+    with pytest.raises(ValueError, match="synthetic_pool_synalign is empty: nothing to align"):
+        nodes.learn_alignment_weights(empty, np.zeros((0, 16), np.float32), real, real_embeddings, params["alignment"], 0)
+    no_weights = pd.DataFrame({"synthetic_id": pd.Series(dtype=str), "weight": pd.Series(dtype=float)})
+    with pytest.raises(ValueError, match="no aligned variant can be built"):
+        nodes.build_variants(empty, no_weights, params["alignment"], 0)
+    assert nodes.plot_alignment_trace(pd.DataFrame(columns=["group", "iteration", "loss"])).startswith(b"\x89PNG")
+
+
+def test_one_label_only_is_aligned_with_a_warning(case, params, caplog):
+    pool, pool_embeddings, real, real_embeddings = case
     # only one label generated (weak LLM): per-label alignment warns and aligns the other
     one_label = _pool(["pos"] * 50)
     with caplog.at_level("WARNING"):
@@ -117,16 +122,16 @@ def test_row_mismatch_is_named(case, params):
 
 
 def test_resolve_n_resample():
-    assert nodes.resolve_n_resample(80, None, 0.5) == 40
-    assert nodes.resolve_n_resample(1, None, 0.5) == 1
-    assert nodes.resolve_n_resample(80, 7, 0.5) == 7
+    assert resolve_n_resample(80, None, 0.5) == 40
+    assert resolve_n_resample(1, None, 0.5) == 1
+    assert resolve_n_resample(80, 7, 0.5) == 7
     with pytest.raises(ValueError, match="n_resample"):
-        nodes.resolve_n_resample(80, -1, 0.5)
+        resolve_n_resample(80, -1, 0.5)
 
 
 def test_sweep(case, params):
     pool, pool_embeddings, real, real_embeddings = case
-    table = nodes.sweep_n_projections(
+    table = sweep_n_projections(
         pool, pool_embeddings, real, real_embeddings, params["alignment"], params["alignment_sweep"], 0
     )
     swept = table[table["n_projections"] > 0]
@@ -153,7 +158,10 @@ def test_pipeline_runs_end_to_end(case, params):
     pool, pool_embeddings, real, real_embeddings = case
     pipeline = (
         create_pipeline().filter(
-            node_names=["learn_alignment_weights", "build_alignment_variants", "plot_alignment_trace"]
+            node_names=[
+                "learn_alignment_weights", "build_alignment_variants", "plot_alignment_trace",
+                "plot_alignment_weights",
+            ]
         )
         + create_sweep_pipeline()
     )
@@ -175,6 +183,7 @@ def test_pipeline_runs_end_to_end(case, params):
         "synthetic_synalign_mmd",
         "alignment_metrics",
         "alignment_loss_plot",
+        "alignment_weights_plot",
         "theta_sweep",
     }
     assert free_outputs <= set(outputs)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import math
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from synalign_kedro.core.variants import EVALUATION_VARIANTS, SYNTHETIC_VARIANTS, variant_dataset
 from synalign_kedro.pipelines.evaluation import create_pipeline, nodes
-from synalign_kedro.pipelines.evaluation.pipeline import VARIANT_INPUTS
+from tests.kedro_helpers import load_parameters
 from tests.pools import synthetic_pool
+
+PNG = b"\x89PNG"
 
 
 @pytest.fixture(scope="module")
-def evaluation_params(project_root):
-    with open(project_root / "conf" / "test" / "parameters_evaluation.yml") as handle:
-        return yaml.safe_load(handle)["evaluation"]
+def evaluation_params():
+    return load_parameters("test")["evaluation"]
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +26,15 @@ def embedding_params(embedding_cache):
     return {"model": "all-MiniLM-L6-v2", "batch_size": 32, "device": "cpu", "cache_dir": str(embedding_cache)}
 
 
-def test_distribution_metrics_of_an_empty_set_are_nan(evaluation_params):
-    real = np.random.default_rng(0).normal(size=(20, 8))
-    empty = pd.DataFrame({"text": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
-    with pytest.warns(UserWarning):
-        metrics = nodes.compute_distribution_metrics(real, np.zeros((0, 8)), empty, evaluation_params, 0)
-    assert math.isnan(metrics["wasserstein"]) and math.isnan(metrics["mmd"])
-    assert metrics["vocab_size"] == 0 and metrics["n_synthetic"] == 0
+def test_an_empty_synthetic_set_is_an_error_not_a_row_of_nan(sst2_train):
+    """A weak LLM produced nothing (or only invented labels): the variant fails with a clear message instead
+    of reaching the table and MLflow as NaN distances and gold's accuracy."""
+    real = sst2_train.head(20)
+    with pytest.raises(ValueError, match="variant 'attrprompt': the synthetic set has no usable row"):
+        nodes.prepare_synthetic_samples("attrprompt", synthetic_pool([], [], "attrprompt"), real)
+    invented = synthetic_pool(["a text", "another text"], ["not_a_label"] * 2, "simprompt")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"no usable row \(2 rows before cleaning\)"):
+        nodes.prepare_synthetic_samples("simprompt", invented, real)
 
 
 def test_build_evaluation_table_orders_rows_and_prefixes_metrics():
@@ -91,7 +91,7 @@ def test_pipeline_wiring():
         "params:embedding",
         "params:evaluation",
         "params:seed",
-    } | {source for source in VARIANT_INPUTS.values() if source}
+    } | {variant_dataset(variant) for variant in SYNTHETIC_VARIANTS}
     assert pipeline.inputs() == expected_inputs
     assert pipeline.outputs() == {
         "evaluation_table",
@@ -108,8 +108,8 @@ def test_pipeline_wiring():
 
 
 def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_params):
-    """Real run on 80 real train / 40 test rows and tiny synthetic sets, including an empty set and a set
-    with an invented label (both must be handled, not crash)."""
+    """Real run on 80 real train / 40 test rows and tiny synthetic sets, including a set with an invented
+    label (dropped with a warning)."""
     rows = sst2_train.sample(120, random_state=0).reset_index(drop=True)
     real_train = rows.iloc[:80].assign(row_id=lambda frame: [f"r{i}" for i in range(len(frame))])
     real_test = rows.iloc[80:].assign(row_id=lambda frame: [f"t{i}" for i in range(len(frame))])
@@ -122,7 +122,7 @@ def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_pa
     synthetic_labels = sst2_train["label"].astype(str).iloc[500:530].tolist()
     sets = {
         "synthetic_pool_simprompt": synthetic_pool(synthetic_texts[:10], synthetic_labels[:10], "simprompt"),
-        "synthetic_pool_attrprompt": synthetic_pool([], [], "attrprompt"),  # a weak LLM produced nothing
+        "synthetic_pool_attrprompt": synthetic_pool(synthetic_texts[20:25], synthetic_labels[20:25], "attrprompt"),
         "synthetic_pool_synalign_one_stage": synthetic_pool(
             synthetic_texts[10:20], ["not_a_label"] * 2 + synthetic_labels[12:20], "synalign_one_stage"
         ),
@@ -158,37 +158,30 @@ def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_pa
     with pytest.warns(UserWarning):
         SequentialRunner().run(create_pipeline(), catalog)
     table = catalog.load("evaluation_table").set_index("variant")
-    assert list(table.index) == list(VARIANT_INPUTS)
+    assert list(table.index) == list(EVALUATION_VARIANTS)
     assert (
         table.loc["gold", "n_synthetic"] == 0 and table.loc["gold", "distribution_reference"] == "real_test"
     )
     assert table.loc["gold", "vocab_size"] > table.loc["simprompt", "vocab_size"] > 0
     assert table.loc["synalign_one_stage", "n_synthetic"] == 8  # the invented label was dropped
-    assert table.loc["attrprompt", "n_synthetic"] == 0 and math.isnan(table.loc["attrprompt", "wasserstein"])
+    assert table.loc["attrprompt", "n_synthetic"] == 5
     assert table.loc["synalign_mmd", "wasserstein"] > 0 and table.loc["synalign_mmd", "mmd"] > 0
     assert (
         table["accuracy"].between(0, 1).all() and (table["n_seeds"] == len(evaluation_params["seeds"])).all()
     )
-    # Gold and the empty variant train on the same rows with the same seeds: identical scores.
-    assert table.loc["attrprompt", "accuracy"] == table.loc["gold", "accuracy"]
     metrics = catalog.load("evaluation_metrics")
     assert metrics["synalign_mmd.accuracy"]["value"] == pytest.approx(table.loc["synalign_mmd", "accuracy"])
-    assert all(key.split(".")[0] in VARIANT_INPUTS for key in metrics)
-    figure = catalog.load("evaluation_tsne_plot")
-    assert len([axis for axis in figure.axes if axis.get_visible()]) == len(VARIANT_INPUTS) - 1
-    assert len(catalog.load("coverage_curves_plot").axes[0].lines) == 2
-    plt.close("all")
+    assert all(key.split(".")[0] in EVALUATION_VARIANTS for key in metrics)
+    assert catalog.load("evaluation_tsne_plot").startswith(PNG)
+    assert catalog.load("coverage_curves_plot").startswith(PNG)
 
 
-def test_coverage_sweep_on_tiny_data(project_root):
-    from synalign_kedro.pipelines.evaluation.coverage_sweep import (
-        create_coverage_sweep_pipeline,
-        plot_coverage_sweep,
-        sweep_coverage,
-    )
+def test_coverage_sweep_on_tiny_data():
+    from synalign_kedro.core.plots import coverage_sweep_figure
+    from synalign_kedro.pipelines.coverage_sweep import create_pipeline as create_coverage_sweep_pipeline
+    from synalign_kedro.pipelines.coverage_sweep.nodes import plot_coverage_sweep, sweep_coverage
 
-    with open(project_root / "conf" / "test" / "parameters_evaluation.yml") as handle:
-        params = yaml.safe_load(handle)["coverage_sweep"]
+    params = load_parameters("test")["coverage_sweep"]
     embeddings = np.random.default_rng(0).normal(size=(80, 16))
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     table = sweep_coverage(embeddings, params, seed=0)
@@ -197,13 +190,15 @@ def test_coverage_sweep_on_tiny_data(project_root):
         len(params["taus"]) + len(params["random_seeds"])
     )
     assert table["coverage"].between(0, 1).all()
-    figure = plot_coverage_sweep(table)
+    assert plot_coverage_sweep(table).startswith(PNG)
+    figure = coverage_sweep_figure(table)
     assert len(figure.axes[0].lines) == 2  # one GP curve and one random line for the single k
-    with pytest.raises(ValueError, match="positive numbers"):
+    with pytest.raises(ValueError, match="taus"):
         sweep_coverage(embeddings, {**params, "taus": ["median"]}, seed=0)
+    with pytest.raises(ValueError, match="positive numbers"):
+        sweep_coverage(embeddings, {**params, "taus": [-1.0]}, seed=0)
     assert create_coverage_sweep_pipeline().inputs() == {
         "real_train_embeddings",
         "params:coverage_sweep",
         "params:seed",
     }
-    plt.close("all")

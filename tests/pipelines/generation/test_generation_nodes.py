@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from synalign_kedro.core.generation import POOL_COLUMNS
+from synalign_kedro.core.generation import POOL_COLUMNS, GenerationSettings, GenerationShortfallError
+from synalign_kedro.core.variants import DEMONSTRATION_METHODS
+from synalign_kedro.core.variants import GENERATION_METHODS as METHODS
 from synalign_kedro.pipelines.generation.nodes import generate_synthetic_pool, select_prompts
-from synalign_kedro.pipelines.generation.pipeline import METHODS, create_pipeline
+from synalign_kedro.pipelines.generation.pipeline import create_pipeline
 from tests.core.scripted_server import ScriptedLLMServer
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def load_parameters(env: str = "base") -> dict:
-    parameters: dict = {}
-    for folder in ["base"] + ([env] if env != "base" else []):
-        for path in sorted((ROOT / "conf" / folder).glob("parameters*.yml")):
-            parameters.update(yaml.safe_load(path.read_text()) or {})
-    return parameters
+from tests.kedro_helpers import load_parameters
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +45,38 @@ def test_one_namespaced_instance_per_method():
     assert one.outputs() == {"synthetic_pool_simprompt", "llm_usage_simprompt", "llm_usage_metrics_simprompt"}
 
 
+def test_only_the_methods_that_show_demonstrations_wait_for_exploration():
+    pipe = create_pipeline()
+    for method in METHODS:
+        inputs = pipe.only_nodes_with_namespaces([method]).inputs()
+        assert ("demonstration_batches" in inputs) == (method in DEMONSTRATION_METHODS), method
+    assert set(DEMONSTRATION_METHODS) == {"synalign", "synalign_one_stage"}
+
+
 def test_select_prompts_picks_the_active_dataset(inputs):
     *_, params = inputs
     for dataset in ("sst2", "ag_news", "amazon_category", "my_own_data"):
-        prompts = select_prompts({**params, "dataset": dataset})
+        prompts = select_prompts(dataset, params)
         own = params.get(f"prompts_{dataset}", {})
         assert prompts["stage2"] == own.get("stage2", params["prompts_default"]["stage2"])
 
 
 def test_shipped_budgets_are_equal_across_methods():
     for env in ("base", "test"):
-        generation = load_parameters(env)["generation"]
-        overrides = {m: set(v) - {"method"} for m, v in generation["methods"].items()}
-        assert set(generation["methods"]) == set(METHODS) and not any(overrides.values())
+        settings = GenerationSettings.model_validate(load_parameters(env)["generation"])
+        budgets = {settings.method_config(m, 0).n_samples for m in METHODS}
+        assert len(budgets) == 1 and not settings.methods
+
+
+def test_generation_methods_keys_are_checked_against_the_registry():
+    with pytest.raises(ValueError, match=r"unknown method\(s\) \['simprompt_v2'\]"):
+        GenerationSettings.model_validate({"methods": {"simprompt_v2": {}}})
+    with pytest.raises(ValueError, match="n_samples"):
+        GenerationSettings.model_validate({"methods": {"simprompt": {"n_samples": 0}}})
+    settings = GenerationSettings.model_validate({"n_samples": 8, "methods": {"synalign": {"n_per_call": 2}}})
+    assert settings.method_config("synalign", 3).model_dump(include={"n_samples", "n_per_call", "seed"}) == {
+        "n_samples": 8, "n_per_call": 2, "seed": 3,
+    }
 
 
 def test_generation_pipeline_runs_every_method_against_an_endpoint(inputs, tmp_path):
@@ -81,13 +91,10 @@ def test_generation_pipeline_runs_every_method_against_an_endpoint(inputs, tmp_p
                 "dataset_profile": MemoryDataset(profile),
                 "real_train": MemoryDataset(real),
                 "parameters": MemoryDataset({**params, "llm": llm}),
+                "params:dataset": MemoryDataset("sst2"),
                 "params:llm": MemoryDataset(llm),
                 "params:seed": MemoryDataset(42),
                 "params:generation": MemoryDataset(params["generation"]),
-                **{
-                    f"params:generation.methods.{m}": MemoryDataset(params["generation"]["methods"][m])
-                    for m in METHODS
-                },
                 **{
                     f"{kind}_{m}": MemoryDataset()
                     for m in METHODS
@@ -125,16 +132,31 @@ def test_node_generates_with_the_embedded_test_llm(inputs, test_llm_endpoint, tm
         "max_retries": 0,
         "show_progress": False,
     }
-    prompts = select_prompts({**params, "dataset": "sst2"})
-    generation = {**params["generation"], "n_samples": 2, "n_per_call": 2}
+    prompts = select_prompts("sst2", params)
+    # the 135M model may keep nothing: this test is about the mechanics, so no share is required
+    generation = {**params["generation"], "n_samples": 2, "n_per_call": 2, "min_kept_share": 0.0}
     pool, usage, metrics = generate_synthetic_pool(
-        batches, profile, real, prompts, generation, {"method": "simprompt"}, llm, 42
+        "simprompt", batches, profile, real, prompts, generation, llm, 42
     )
     assert usage["calls"] == 1 and usage["completion_tokens"] > 0
     assert usage["model"] == test_llm_endpoint.identity
     assert len(pool) + len(usage["failures"]) >= 1 and list(pool.columns) == POOL_COLUMNS
     # the same call again is served from the cache
-    _, again, _ = generate_synthetic_pool(
-        batches, profile, real, prompts, generation, {"method": "simprompt"}, llm, 42
-    )
+    _, again, _ = generate_synthetic_pool("simprompt", batches, profile, real, prompts, generation, llm, 42)
     assert again["calls"] == 0 and again["cache_hits"] == 1
+
+
+def test_a_method_that_keeps_too_little_fails_the_node(inputs, tmp_path):
+    """An endpoint that answers junk to every call: the node raises, naming the method, the counts and the
+    most common rejection, instead of writing an empty pool that later nodes would turn into "results"."""
+    real, batches, profile, params = inputs
+    llm = {**params["llm"], "cache_dir": str(tmp_path / "cache"), "show_progress": False, "max_retries": 0}
+    with ScriptedLLMServer(script=["garbage"] * 10) as server:
+        llm.update(base_url=server.url, structured_output="json_object")
+        with pytest.raises(GenerationShortfallError) as error:
+            generate_synthetic_pool(
+                "simprompt", None, profile, real, select_prompts("sst2", params), params["generation"], llm, 42
+            )
+    message = str(error.value)
+    assert "'simprompt' kept 0 of 8 requested samples" in message and "min_kept_share=0.5" in message
+    assert "most common rejection (2 of 2 failed calls)" in message

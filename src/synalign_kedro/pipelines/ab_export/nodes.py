@@ -1,5 +1,5 @@
-"""Thin nodes of the `ab_export` pipeline (SynAlign sec. 4.6): unpack parameters, call
-``synalign_kedro.core.privacy`` / ``core.ab_test`` / ``core.report``, return data."""
+"""Thin nodes of the `ab_export` pipeline (SynAlign sec. 4.6): validate the ``ab_export`` block, make one call
+into ``core.privacy`` / ``core.ab_testing`` / ``core.report``."""
 
 from __future__ import annotations
 
@@ -11,28 +11,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synalign_kedro.core import ab_test, privacy, report
+from synalign_kedro.core import ab_testing, privacy, report
+from synalign_kedro.core.ab_testing import AbExportSettings
 from synalign_kedro.core.embedding import embed_with_settings
+from synalign_kedro.pipelines.tracking import mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
+FLAGGED_COLUMNS = [
+    "synthetic_id", "label", "reasons", "text", "nearest_real_text", "max_cosine", "max_char_jaccard", "dcr",
+]  # fmt: skip
 
-def select_variant(variant: str, **candidates: pd.DataFrame) -> pd.DataFrame:
-    """The synthetic set of the configured variant (``params:ab_export.variant``) among the candidate
-    datasets wired in pipeline.py (Kedro node inputs are static, so every candidate is an input)."""
-    if variant not in candidates:
-        raise ValueError(
-            f"ab_export.variant is {variant!r}; it must be one of {sorted(candidates)} "
-            "(the variants wired in pipelines/ab_export/pipeline.py)"
-        )
+
+def select_variant(params: dict[str, Any], **candidates: pd.DataFrame) -> pd.DataFrame:
+    """The synthetic set of the configured variant (``ab_export.variant``) among the candidate datasets (Kedro
+    node inputs are static, so every variant of the registry is an input). An empty set is an error."""
+    variant = AbExportSettings.model_validate(params).variant
     selected = candidates[variant]
+    if len(selected) == 0:
+        raise ValueError(
+            f"the synthetic set of ab_export.variant {variant!r} is empty: a treatment identical to the "
+            "control would be exported. Fix the generation (see data/08_reporting/llm_usage_*.json) first"
+        )
     logger.info("A/B export variant %s: %d synthetic rows", variant, len(selected))
     return selected
 
 
 def embed_variant(synthetic: pd.DataFrame, embedding: dict[str, Any]) -> np.ndarray:
-    """Embeddings of the variant's rows (same embedder and content-addressed cache as everywhere, so the
-    evaluation pipeline's embedding of the same texts is reused)."""
+    """Embeddings of the variant's rows (same embedder and content-addressed cache as everywhere)."""
     return embed_with_settings(synthetic["text"].astype(str).tolist(), embedding)
 
 
@@ -47,54 +53,25 @@ def check_variant_privacy(
 ) -> tuple[pd.DataFrame, list[str], dict, dict]:
     """Privacy checks on every synthetic row: the flagged rows (report), their ids, the summary and the
     MLflow metrics."""
-    thresholds = privacy.PrivacyThresholds(
-        cosine_threshold=params["cosine_threshold"],
-        char_ngram_size=params["char_ngram_size"],
-        jaccard_threshold=params["jaccard_threshold"],
-        dcr_holdout_quantile=params.get("dcr_holdout_quantile"),
-    )
     result = privacy.check_privacy(
-        synthetic,
-        real_train,
-        real_test,
-        synthetic_embeddings,
-        real_train_embeddings,
-        real_test_embeddings,
-        thresholds,
-    )
-    return (
-        result.flagged,
-        result.flagged_ids,
-        result.summary,
-        _mlflow_metrics(privacy.privacy_metrics(result.summary)),
-    )
+        synthetic, real_train, real_test, synthetic_embeddings, real_train_embeddings, real_test_embeddings,
+        AbExportSettings.model_validate(params).privacy,
+    )  # fmt: skip
+    return result.flagged, result.flagged_ids, result.summary, mlflow_metrics(privacy.privacy_metrics(result.summary))
 
 
 def build_ab_export(
-    real_train: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    flagged_ids: list[str],
-    params: dict[str, Any],
-    seed: int,
+    real_train: pd.DataFrame, synthetic: pd.DataFrame, flagged_ids: list[str], params: dict[str, Any], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     """Control and treatment sets, each returned twice (Parquet and JSONL datasets), and the selection
     summary."""
-    sets = ab_test.build_ab_sets(
-        real_train,
-        synthetic,
-        variant=params["variant"],
-        flagged_ids=flagged_ids,
-        drop_flagged=params["drop_flagged"],
-        mixing_ratio=params.get("mixing_ratio"),
-        mixing_sampling=params.get("mixing_sampling", "uniform"),
-        seed=seed,
-    )
-    logger.info(
-        "A/B export: control %d rows, treatment %d rows (%s)",
-        len(sets.control),
-        len(sets.treatment),
-        sets.selection,
-    )
+    settings = AbExportSettings.model_validate(params)
+    sets = ab_testing.build_ab_sets(
+        real_train, synthetic, variant=settings.variant, flagged_ids=flagged_ids,
+        drop_flagged=settings.drop_flagged, mixing_ratio=settings.mixing_ratio,
+        mixing_sampling=settings.mixing_sampling, seed=seed,
+    )  # fmt: skip
+    logger.info("A/B export: control %d rows, treatment %d rows (%s)", len(sets.control), len(sets.treatment), sets.selection)
     return sets.control, sets.control, sets.treatment, sets.treatment, sets.selection
 
 
@@ -111,35 +88,24 @@ def estimate_offline_ab(
     seed: int,
 ) -> tuple[dict, dict]:
     """Classifier trained on control vs treatment, scored on real test (paired bootstrap CI, McNemar)."""
-    embedding_of = _embedding_lookup(
-        real_train["row_id"].astype(str),
-        real_train_embeddings,
-        synthetic["synthetic_id"].astype(str),
-        synthetic_embeddings,
-    )
-    estimate = ab_test.offline_ab_estimate(
-        embedding_of(control),
-        control["label"].astype(str).tolist(),
-        embedding_of(treatment),
-        treatment["label"].astype(str).tolist(),
-        real_test_embeddings,
-        real_test["label"].astype(str).tolist(),
-        C=params.get("C", 1.0),
-        max_iter=params.get("max_iter", 1000),
-        n_resamples=params["n_bootstrap"],
-        confidence=params["confidence"],
-        seed=seed,
-    )
+    options = AbExportSettings.model_validate(params).offline_ab
+    embedding_of = ab_testing.embedding_lookup(
+        real_train["row_id"].astype(str), real_train_embeddings,
+        synthetic["synthetic_id"].astype(str), synthetic_embeddings,
+    )  # fmt: skip
+    estimate = ab_testing.offline_ab_estimate(
+        embedding_of(control), control["label"].astype(str).tolist(),
+        embedding_of(treatment), treatment["label"].astype(str).tolist(),
+        real_test_embeddings, real_test["label"].astype(str).tolist(),
+        C=options.C, max_iter=options.max_iter, n_resamples=options.n_bootstrap,
+        confidence=options.confidence, seed=seed,
+    )  # fmt: skip
     logger.info(
         "Offline A/B: control %.4f, treatment %.4f, difference %.4f [%.4f, %.4f], McNemar p=%.4g",
-        estimate["control_accuracy"],
-        estimate["treatment_accuracy"],
-        estimate["accuracy_difference"],
-        estimate["accuracy_difference_ci_low"],
-        estimate["accuracy_difference_ci_high"],
-        estimate["mcnemar_p_value"],
-    )
-    return estimate, _mlflow_metrics(ab_test.ab_metrics(estimate))
+        estimate["control_accuracy"], estimate["treatment_accuracy"], estimate["accuracy_difference"],
+        estimate["accuracy_difference_ci_low"], estimate["accuracy_difference_ci_high"], estimate["mcnemar_p_value"],
+    )  # fmt: skip
+    return estimate, mlflow_metrics(ab_testing.ab_metrics(estimate))
 
 
 def build_manifest(
@@ -164,6 +130,7 @@ def build_manifest(
     The ``*_file`` inputs are ``FileDigestDataset`` entries on the files Kedro has just saved; ``control`` and
     ``treatment`` are loaded back from the saved Parquet (which also orders this node after the export).
     """
+    settings = AbExportSettings.model_validate(params)
     files = {
         "control_parquet": {**control_parquet_file, "rows": len(control)},
         "control_jsonl": {**control_jsonl_file, "rows": len(control)},
@@ -173,21 +140,19 @@ def build_manifest(
     }
     for entry in files.values():  # Kedro hands absolute paths; keep the manifest portable with the project
         entry["path"] = _relative_to_cwd(entry["path"])
-    evaluation = ab_test.evaluation_row(evaluation_table, params["variant"])
+    evaluation = ab_testing.evaluation_row(evaluation_table, settings.variant)
     if evaluation is None:
-        logger.warning(
-            "The evaluation table has no row for variant %r: manifest 'evaluation' is null", params["variant"]
-        )
+        logger.warning("The evaluation table has no row for variant %r: manifest 'evaluation' is null", settings.variant)
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "dataset": dataset,
-        "variant": params["variant"],
+        "variant": settings.variant,
         "mlflow_run_id": _active_mlflow_run_id(),
-        "parameters": {**params, "seed": seed},
+        "parameters": {**settings.model_dump(mode="json"), "seed": seed},
         "files": files,
         "counts": {
-            "control": ab_test.counts_by_label_and_source(control),
-            "treatment": ab_test.counts_by_label_and_source(treatment),
+            "control": ab_testing.counts_by_label_and_source(control),
+            "treatment": ab_testing.counts_by_label_and_source(treatment),
         },
         "selection": selection,
         "privacy": privacy_summary,
@@ -198,7 +163,10 @@ def build_manifest(
 
 def build_run_report(
     evaluation_table: pd.DataFrame,
-    synthetic_synalign_all: pd.DataFrame,
+    coverage_curves_plot: bytes,
+    evaluation_tsne_plot: bytes,
+    alignment_loss_plot: bytes,
+    alignment_weights_plot: bytes,
     synthetic: pd.DataFrame,
     real_train: pd.DataFrame,
     privacy_flagged: pd.DataFrame,
@@ -207,90 +175,42 @@ def build_run_report(
     seed: int,
     **llm_usage: dict,
 ) -> str:
-    """The self-contained HTML run report. Optional upstream outputs (the coverage table, the PNGs matched by
-    the glob patterns ``params["figures"][i]["path"]``) are read here by path and shown as "not available"
-    when missing, so a run without them still gets its report."""
-    coverage_png = report.coverage_png_from_csv(params.get("coverage_table"))
-    figures = report.collect_figures(params.get("figures") or [])
-    weights_png = None
-    if "weight" in synthetic_synalign_all:
-        weights_png = report.figure_png(report.weights_histogram(synthetic_synalign_all["weight"].to_numpy()))
+    """The self-contained HTML run report. Every table and figure is a node input (figures as the PNG bytes
+    the plot nodes saved in this run), so the report never embeds a stale or missing file."""
+    options = AbExportSettings.model_validate(params).report
     privacy_summary = {**manifest["privacy"], "n_dropped": manifest["selection"]["n_flagged_dropped"]}
     exported_synthetic = synthetic
     if manifest["selection"]["drop_flagged"]:  # show what the treatment holds
-        exported_synthetic = synthetic[
-            ~synthetic["synthetic_id"].astype(str).isin(privacy_flagged["synthetic_id"].astype(str))
-        ]
-    flagged_columns = [
-        "synthetic_id",
-        "label",
-        "reasons",
-        "text",
-        "nearest_real_text",
-        "max_cosine",
-        "max_char_jaccard",
-        "dcr",
-    ]
-    html = report.render_run_report(
+        flagged = privacy_flagged["synthetic_id"].astype(str)
+        exported_synthetic = synthetic[~synthetic["synthetic_id"].astype(str).isin(flagged)]
+    mixing_ratio = manifest["parameters"]["mixing_ratio"]
+    return report.render_run_report(
         title=f"SynAlign run report: {manifest['dataset']}, variant {manifest['variant']}",
         run_info={
             "created": manifest["created_at"],
             "dataset": manifest["dataset"],
             "A/B variant": manifest["variant"],
             "mixing ratio (synthetic per real row)": (
-                "all non-flagged rows of the variant"
-                if manifest["parameters"].get("mixing_ratio") is None
-                else manifest["parameters"]["mixing_ratio"]
+                "all non-flagged rows of the variant" if mixing_ratio is None else mixing_ratio
             ),
             "MLflow run id": manifest["mlflow_run_id"],
             "control rows": manifest["files"]["control_parquet"]["rows"],
             "treatment rows": manifest["files"]["treatment_parquet"]["rows"],
-            "manifest": "data/08_reporting/ab_export/manifest.json",
         },
         evaluation_table=evaluation_table,
-        coverage_png=coverage_png,
-        figures=figures,
-        weights_png=weights_png,
+        coverage_png=coverage_curves_plot,
+        figures={
+            "t-SNE of real and synthetic embeddings (evaluation pipeline)": evaluation_tsne_plot,
+            "MMD alignment loss (alignment pipeline)": alignment_loss_plot,
+        },
+        weights_png=alignment_weights_plot,
         privacy_summary=privacy_summary,
-        flagged_rows=privacy_flagged[[c for c in flagged_columns if c in privacy_flagged.columns]],
+        flagged_rows=privacy_flagged[[c for c in FLAGGED_COLUMNS if c in privacy_flagged.columns]],
         ab_estimate=manifest["offline_ab"],
         llm_usage={name.removeprefix("llm_usage_"): usage for name, usage in llm_usage.items()},
-        examples=report.examples_by_label(
-            real_train, exported_synthetic, params.get("examples_per_label", 3), seed
-        ),
-        max_flagged_rows=params.get("max_flagged_rows", 20),
+        examples=report.examples_by_label(real_train, exported_synthetic, options.examples_per_label, seed),
+        max_flagged_rows=options.max_flagged_rows,
     )
-    return html
-
-
-def _embedding_lookup(
-    real_ids: pd.Series,
-    real_embeddings: np.ndarray,
-    synthetic_ids: pd.Series,
-    synthetic_embeddings: np.ndarray,
-):
-    """A function mapping an export frame (``source``, ``origin_id``) to its embedding rows."""
-    real_position = pd.Series(np.arange(len(real_ids)), index=real_ids.to_numpy())
-    real_position = real_position[~real_position.index.duplicated()]
-    synthetic_position = pd.Series(np.arange(len(synthetic_ids)), index=synthetic_ids.to_numpy())
-    synthetic_position = synthetic_position[~synthetic_position.index.duplicated()]
-
-    def embedding_of(frame: pd.DataFrame) -> np.ndarray:
-        is_real = (frame["source"] == ab_test.SOURCE_REAL).to_numpy()
-        origin = frame["origin_id"].astype(str)
-        missing = sorted(set(origin[is_real]) - set(real_position.index)) + sorted(
-            set(origin[~is_real]) - set(synthetic_position.index)
-        )
-        if missing:
-            raise ValueError(
-                f"{len(missing)} exported rows have no embedding (unknown origin_id), e.g. {missing[:3]}"
-            )
-        out = np.empty((len(frame), real_embeddings.shape[1]), dtype=np.float32)
-        out[is_real] = real_embeddings[real_position.loc[origin[is_real]].to_numpy()]
-        out[~is_real] = synthetic_embeddings[synthetic_position.loc[origin[~is_real]].to_numpy()]
-        return out
-
-    return embedding_of
 
 
 def _relative_to_cwd(path: str) -> str:
@@ -299,11 +219,6 @@ def _relative_to_cwd(path: str) -> str:
         return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return Path(path).as_posix()
-
-
-def _mlflow_metrics(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
-    """``MlflowMetricsHistoryDataset`` format: ``{name: {"value": v, "step": 0}}`` (finite values only)."""
-    return {name: {"value": float(value), "step": 0} for name, value in metrics.items() if np.isfinite(value)}
 
 
 def _active_mlflow_run_id() -> str | None:

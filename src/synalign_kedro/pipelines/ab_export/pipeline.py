@@ -3,6 +3,13 @@ offline A/B estimate, manifest and run report."""
 
 from kedro.pipeline import Node, Pipeline
 
+from synalign_kedro.core.variants import (
+    GENERATION_METHODS,
+    SYNTHETIC_VARIANTS,
+    usage_dataset,
+    variant_dataset,
+)
+
 from .nodes import (
     build_ab_export,
     build_manifest,
@@ -13,29 +20,13 @@ from .nodes import (
     select_variant,
 )
 
-# The variants `params:ab_export.variant` may name, and the dataset that holds each one.
-VARIANT_DATASETS = {
-    "synalign_mmd": "synthetic_synalign_mmd",
-    "synalign_all": "synthetic_synalign_all",
-    "synalign_random": "synthetic_synalign_random",
-    "simprompt": "synthetic_pool_simprompt",
-    "attrprompt": "synthetic_pool_attrprompt",
-    "synalign_one_stage": "synthetic_pool_synalign_one_stage",
-}
-LLM_USAGE_DATASETS = [
-    "llm_usage_simprompt",
-    "llm_usage_attrprompt",
-    "llm_usage_synalign_one_stage",
-    "llm_usage_synalign",
-]
-
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
                 select_variant,
-                inputs={"variant": "params:ab_export.variant", **VARIANT_DATASETS},
+                inputs={"params": "params:ab_export"} | {v: variant_dataset(v) for v in SYNTHETIC_VARIANTS},
                 outputs="ab_export_variant",
                 name="select_ab_variant",
             ),
@@ -49,75 +40,42 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 check_variant_privacy,
                 inputs=[
-                    "ab_export_variant",
-                    "real_train",
-                    "real_test",
-                    "ab_export_variant_embeddings",
-                    "real_train_embeddings",
-                    "real_test_embeddings",
-                    "params:ab_export.privacy",
-                ],
+                    "ab_export_variant", "real_train", "real_test", "ab_export_variant_embeddings",
+                    "real_train_embeddings", "real_test_embeddings", "params:ab_export",
+                ],  # fmt: skip
                 outputs=[
-                    "ab_export_privacy_report",
-                    "ab_export_flagged_ids",
-                    "ab_export_privacy_summary",
+                    "ab_export_privacy_report", "ab_export_flagged_ids", "ab_export_privacy_summary",
                     "ab_export_privacy_metrics",
-                ],
+                ],  # fmt: skip
                 name="check_ab_privacy",
             ),
             Node(
                 build_ab_export,
-                inputs=[
-                    "real_train",
-                    "ab_export_variant",
-                    "ab_export_flagged_ids",
-                    "params:ab_export",
-                    "params:seed",
-                ],
+                inputs=["real_train", "ab_export_variant", "ab_export_flagged_ids", "params:ab_export", "params:seed"],
                 outputs=[
-                    "ab_export_control",
-                    "ab_export_control_jsonl",
-                    "ab_export_treatment",
-                    "ab_export_treatment_jsonl",
-                    "ab_export_selection",
-                ],
+                    "ab_export_control", "ab_export_control_jsonl", "ab_export_treatment",
+                    "ab_export_treatment_jsonl", "ab_export_selection",
+                ],  # fmt: skip
                 name="build_ab_export",
             ),
             Node(
                 estimate_offline_ab,
                 inputs=[
-                    "ab_export_control",
-                    "ab_export_treatment",
-                    "real_train",
-                    "real_train_embeddings",
-                    "ab_export_variant",
-                    "ab_export_variant_embeddings",
-                    "real_test",
-                    "real_test_embeddings",
-                    "params:ab_export.offline_ab",
-                    "params:seed",
-                ],
+                    "ab_export_control", "ab_export_treatment", "real_train", "real_train_embeddings",
+                    "ab_export_variant", "ab_export_variant_embeddings", "real_test", "real_test_embeddings",
+                    "params:ab_export", "params:seed",
+                ],  # fmt: skip
                 outputs=["ab_export_estimate", "ab_export_estimate_metrics"],
                 name="estimate_offline_ab",
             ),
             Node(
                 build_manifest,
                 inputs=[
-                    "ab_export_control_file",
-                    "ab_export_control_jsonl_file",
-                    "ab_export_treatment_file",
-                    "ab_export_treatment_jsonl_file",
-                    "ab_export_privacy_report_file",
-                    "ab_export_control",
-                    "ab_export_treatment",
-                    "ab_export_selection",
-                    "ab_export_privacy_summary",
-                    "ab_export_estimate",
-                    "evaluation_table",
-                    "params:ab_export",
-                    "params:seed",
-                    "params:dataset",
-                ],
+                    "ab_export_control_file", "ab_export_control_jsonl_file", "ab_export_treatment_file",
+                    "ab_export_treatment_jsonl_file", "ab_export_privacy_report_file", "ab_export_control",
+                    "ab_export_treatment", "ab_export_selection", "ab_export_privacy_summary",
+                    "ab_export_estimate", "evaluation_table", "params:ab_export", "params:seed", "params:dataset",
+                ],  # fmt: skip
                 outputs="ab_export_manifest",
                 name="build_ab_manifest",
             ),
@@ -125,15 +83,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 build_run_report,
                 inputs={
                     "evaluation_table": "evaluation_table",
-                    "synthetic_synalign_all": "synthetic_synalign_all",
+                    "coverage_curves_plot": "coverage_curves_plot",
+                    "evaluation_tsne_plot": "evaluation_tsne_plot",
+                    "alignment_loss_plot": "alignment_loss_plot",
+                    "alignment_weights_plot": "alignment_weights_plot",
                     "synthetic": "ab_export_variant",
                     "real_train": "real_train",
                     "privacy_flagged": "ab_export_privacy_report",
                     "manifest": "ab_export_manifest",
-                    "params": "params:ab_export.report",
+                    "params": "params:ab_export",
                     "seed": "params:seed",
-                    **{name: name for name in LLM_USAGE_DATASETS},
-                },
+                }
+                | {usage_dataset(method): usage_dataset(method) for method in GENERATION_METHODS},
                 outputs="run_report",
                 name="build_run_report",
             ),

@@ -1,75 +1,46 @@
-"""Wiring of the `alignment` pipeline (SynAlign sec. 3.4) and of the |Theta| sweep (paper table 5)."""
+"""Wiring of the `alignment` pipeline (SynAlign sec. 3.4): the ``synalign`` pool's weights and its variants."""
 
 from kedro.pipeline import Node, Pipeline
+
+from synalign_kedro.core.variants import ALIGNED_METHOD, ALIGNED_VARIANTS, pool_dataset, variant_dataset
 
 from .nodes import (
     build_variants,
     embed_synthetic_pool,
     learn_alignment_weights,
     plot_alignment_trace,
-    sweep_n_projections,
+    plot_alignment_weights,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    pool = pool_dataset(ALIGNED_METHOD)
     return Pipeline(
         [
             Node(
                 embed_synthetic_pool,
-                inputs=["synthetic_pool_synalign", "params:embedding"],
-                outputs="synthetic_pool_synalign_embeddings",
+                inputs=[pool, "params:embedding"],
+                outputs=f"{pool}_embeddings",
                 name="embed_synthetic_pool",
                 tags=["gpu"],
             ),
             Node(
                 learn_alignment_weights,
                 inputs=[
-                    "synthetic_pool_synalign",
-                    "synthetic_pool_synalign_embeddings",
-                    "real_train",
-                    "real_train_embeddings",
-                    "params:alignment",
+                    pool, f"{pool}_embeddings", "real_train", "real_train_embeddings", "params:alignment",
                     "params:seed",
-                ],
+                ],  # fmt: skip
                 outputs=["alignment_weights", "alignment_trace", "alignment_metrics"],
                 name="learn_alignment_weights",
                 tags=["gpu"],
             ),
             Node(
                 build_variants,
-                inputs=["synthetic_pool_synalign", "alignment_weights", "params:alignment", "params:seed"],
-                outputs=["synthetic_synalign_all", "synthetic_synalign_random", "synthetic_synalign_mmd"],
+                inputs=[pool, "alignment_weights", "params:alignment", "params:seed"],
+                outputs=[variant_dataset(variant) for variant in ALIGNED_VARIANTS],
                 name="build_alignment_variants",
             ),
-            Node(
-                plot_alignment_trace,
-                inputs="alignment_trace",
-                outputs="alignment_loss_plot",
-                name="plot_alignment_trace",
-            ),
-        ]
-    )
-
-
-def create_sweep_pipeline(**kwargs) -> Pipeline:
-    """|Theta| sweep (paper table 5); slow (one alignment per value), so kept out of ``__default__``:
-    register it in pipeline_registry.py as ``alignment_sweep``. Needs the alignment pipeline's embeddings."""
-    return Pipeline(
-        [
-            Node(
-                sweep_n_projections,
-                inputs=[
-                    "synthetic_pool_synalign",
-                    "synthetic_pool_synalign_embeddings",
-                    "real_train",
-                    "real_train_embeddings",
-                    "params:alignment",
-                    "params:alignment_sweep",
-                    "params:seed",
-                ],
-                outputs="theta_sweep",
-                name="sweep_n_projections",
-                tags=["gpu"],
-            )
+            Node(plot_alignment_trace, "alignment_trace", "alignment_loss_plot", name="plot_alignment_trace"),
+            Node(plot_alignment_weights, "alignment_weights", "alignment_weights_plot", name="plot_alignment_weights"),
         ]
     )

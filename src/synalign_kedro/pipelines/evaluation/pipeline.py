@@ -1,36 +1,37 @@
-"""Evaluation pipeline (SynAlign sec. 4): one template pipeline per variant, namespaced by the variant's name
-(as in kedro-viz's demo project ``pipelines/modelling``), then one node that gathers the table and the plots.
+"""Evaluation pipeline (SynAlign sec. 4): one template pipeline per variant of the registry
+(``core/variants.py``), namespaced by the variant's name (as in kedro-viz's demo project
+``pipelines/modelling``), then the nodes that gather the table and draw the figures.
 
 Run one variant with ``kedro run --namespaces synalign_mmd`` (its inputs must exist already).
 """
 
 from __future__ import annotations
 
+from functools import partial, update_wrapper
+
 from kedro.pipeline import Pipeline, node, pipeline
+
+from synalign_kedro.core.variants import EVALUATION_VARIANTS, GOLD, variant_dataset
 
 from . import nodes
 
-# Variant -> the synthetic set it adds to real train (None: Gold, real data only).
-VARIANT_INPUTS: dict[str, str | None] = {
-    "gold": None,
-    "simprompt": "synthetic_pool_simprompt",
-    "attrprompt": "synthetic_pool_attrprompt",
-    "synalign_one_stage": "synthetic_pool_synalign_one_stage",
-    "synalign_all": "synthetic_synalign_all",
-    "synalign_random": "synthetic_synalign_random",
-    "synalign_mmd": "synthetic_synalign_mmd",
-}
 # Datasets and parameters shared by every variant (not prefixed by the namespace).
 SHARED_INPUTS = {"real_train", "real_test", "real_train_embeddings", "real_test_embeddings"}
 SHARED_PARAMETERS = {"params:evaluation", "params:embedding", "params:seed"}
 
 
-def synthetic_set_template() -> Pipeline:
+def _prepare_for(variant: str):
+    bound = partial(nodes.prepare_synthetic_samples, variant)
+    update_wrapper(bound, nodes.prepare_synthetic_samples)
+    return bound
+
+
+def synthetic_set_template(variant: str) -> Pipeline:
     """Clean, embed and measure one synthetic set (distances to real train, vocabulary size)."""
     return Pipeline(
         [
             node(
-                nodes.prepare_synthetic_samples,
+                _prepare_for(variant),
                 ["synthetic_samples", "real_train"],
                 "synthetic_samples_clean",
                 name="prepare_synthetic_samples",
@@ -45,12 +46,9 @@ def synthetic_set_template() -> Pipeline:
             node(
                 nodes.compute_distribution_metrics,
                 [
-                    "real_train_embeddings",
-                    "synthetic_embeddings",
-                    "synthetic_samples_clean",
-                    "params:evaluation",
-                    "params:seed",
-                ],
+                    "real_train_embeddings", "synthetic_embeddings", "synthetic_samples_clean",
+                    "params:evaluation", "params:seed",
+                ],  # fmt: skip
                 "distribution_metrics",
                 name="compute_distribution_metrics",
             ),
@@ -65,15 +63,9 @@ def downstream_template() -> Pipeline:
             node(
                 nodes.compute_downstream_metrics,
                 [
-                    "real_train",
-                    "real_train_embeddings",
-                    "real_test",
-                    "real_test_embeddings",
-                    "synthetic_samples_clean",
-                    "synthetic_embeddings",
-                    "params:evaluation",
-                    "params:embedding",
-                ],
+                    "real_train", "real_train_embeddings", "real_test", "real_test_embeddings",
+                    "synthetic_samples_clean", "synthetic_embeddings", "params:evaluation", "params:embedding",
+                ],  # fmt: skip
                 "downstream_metrics",
                 name="compute_downstream_metrics",
                 tags="gpu",
@@ -94,13 +86,7 @@ def gold_template() -> Pipeline:
             ),
             node(
                 nodes.reference_distribution_metrics,
-                [
-                    "real_train",
-                    "real_train_embeddings",
-                    "real_test_embeddings",
-                    "params:evaluation",
-                    "params:seed",
-                ],
+                ["real_train", "real_train_embeddings", "real_test_embeddings", "params:evaluation", "params:seed"],
                 "distribution_metrics",
                 name="reference_distribution_metrics",
             ),
@@ -108,14 +94,14 @@ def gold_template() -> Pipeline:
     )
 
 
-def variant_pipeline(variant: str, synthetic_input: str | None) -> Pipeline:
+def variant_pipeline(variant: str) -> Pipeline:
     """The template instantiated under the namespace ``variant``."""
-    if synthetic_input is None:
+    if variant == GOLD:
         template = gold_template() + downstream_template()
-        inputs = set(SHARED_INPUTS)
+        inputs: set[str] | dict[str, str] = set(SHARED_INPUTS)
     else:
-        template = synthetic_set_template() + downstream_template()
-        inputs = {name: name for name in SHARED_INPUTS} | {"synthetic_samples": synthetic_input}
+        template = synthetic_set_template(variant) + downstream_template()
+        inputs = {name: name for name in SHARED_INPUTS} | {"synthetic_samples": variant_dataset(variant)}
     return pipeline(template, namespace=variant, inputs=inputs, parameters=SHARED_PARAMETERS)
 
 
@@ -129,21 +115,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="embed_real_test",
                 tags="gpu",
             )
-        ],
-        tags="evaluation",
+        ]
     )
-    variants = sum(
-        (variant_pipeline(variant, source) for variant, source in VARIANT_INPUTS.items()), Pipeline([])
-    )
+    variants = sum((variant_pipeline(variant) for variant in EVALUATION_VARIANTS), Pipeline([]))
     metric_inputs = {}
-    for variant in VARIANT_INPUTS:
+    for variant in EVALUATION_VARIANTS:
         metric_inputs[f"{variant}__distribution"] = f"{variant}.distribution_metrics"
         metric_inputs[f"{variant}__downstream"] = f"{variant}.downstream_metrics"
     tsne_inputs = {
         "real_train_embeddings": "real_train_embeddings",
         "evaluation": "params:evaluation",
         "seed": "params:seed",
-    } | {variant: f"{variant}.synthetic_embeddings" for variant, source in VARIANT_INPUTS.items() if source}
+    } | {variant: f"{variant}.synthetic_embeddings" for variant in EVALUATION_VARIANTS if variant != GOLD}
     reporting = Pipeline(
         [
             node(

@@ -1,63 +1,48 @@
-"""Wiring: one template pipeline, instantiated once per method under its namespace.
+"""Wiring: one node per method of the registry (``core/variants.py``), each under its own namespace.
 
 ``kedro run --pipeline generation`` runs all four methods; ``kedro run --namespaces synalign`` runs one.
-Outputs are mapped to ``synthetic_pool_<method>``, ``llm_usage_<method>`` and ``llm_usage_metrics_<method>``.
+Outputs follow the catalog's dataset factories: ``synthetic_pool_<method>``, ``llm_usage_<method>`` and
+``llm_usage_metrics_<method>``. Only the methods that show demonstrations (``DEMONSTRATION_METHODS``) take
+``demonstration_batches`` as an input.
 """
 
-from kedro.pipeline import Pipeline, node, pipeline
+from kedro.pipeline import Node, Pipeline
 
-from .nodes import generate_synthetic_pool, select_prompts
+from synalign_kedro.core.variants import (
+    DEMONSTRATION_METHODS,
+    GENERATION_METHODS,
+    pool_dataset,
+    usage_dataset,
+    usage_metrics_dataset,
+)
 
-METHODS = ("simprompt", "attrprompt", "synalign_one_stage", "synalign")
+from .nodes import method_node_function, select_prompts
 
 
-def create_template() -> Pipeline:
+def method_pipeline(method: str) -> Pipeline:
+    uses_demonstrations = method in DEMONSTRATION_METHODS
+    inputs = ["dataset_profile", "real_train", f"{method}.prompts", "params:generation", "params:llm", "params:seed"]
     return Pipeline(
         [
-            node(select_prompts, inputs="parameters", outputs="prompts", name="select_prompts"),
-            node(
-                generate_synthetic_pool,
-                inputs=[
-                    "demonstration_batches",
-                    "dataset_profile",
-                    "real_train",
-                    "prompts",
-                    "params:generation",
-                    "params:generation_method",
-                    "params:llm",
-                    "params:seed",
-                ],
-                outputs=["synthetic_pool", "llm_usage", "llm_usage_metrics"],
+            Node(
+                select_prompts,
+                inputs=["params:dataset", "parameters"],
+                outputs=f"{method}.prompts",
+                name="select_prompts",
+                namespace=method,
+            ),
+            Node(
+                method_node_function(method, uses_demonstrations),
+                inputs=(["demonstration_batches"] if uses_demonstrations else []) + inputs,
+                outputs=[pool_dataset(method), usage_dataset(method), usage_metrics_dataset(method)],
                 name="generate_synthetic_pool",
+                namespace=method,
                 tags=["llm"],
             ),
-        ]
+        ],
+        tags=[method],
     )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    template = create_template()
-    return sum(
-        (
-            pipeline(
-                template,
-                namespace=method,
-                inputs={"demonstration_batches", "dataset_profile", "real_train"},
-                outputs={
-                    "synthetic_pool": f"synthetic_pool_{method}",
-                    "llm_usage": f"llm_usage_{method}",
-                    "llm_usage_metrics": f"llm_usage_metrics_{method}",
-                },
-                parameters={
-                    "parameters": "parameters",
-                    "params:generation": "params:generation",
-                    "params:generation_method": f"params:generation.methods.{method}",
-                    "params:llm": "params:llm",
-                    "params:seed": "params:seed",
-                },
-                tags=["generation", method],
-            )
-            for method in METHODS
-        ),
-        Pipeline([]),
-    )
+    return Pipeline([method_pipeline(method) for method in GENERATION_METHODS], tags=["generation"])

@@ -1,6 +1,12 @@
-"""A read-only Kedro dataset that loads the sha256 of a (versioned) file written by another dataset.
+"""The project's reporting datasets (thin: hashing and file I/O only).
 
-Why: the manifest must hold the hash of the exact bytes Kedro wrote for each export dataset, but Kedro
+- :class:`PngDataset`: a PNG figure as bytes, saved atomically and loaded back as bytes. Plot nodes render
+  their figure to PNG bytes (``core.plots.figure_png``), so the run report can take every figure as a node
+  input: Kedro then orders the report after the plots, under any runner. (kedro-datasets'
+  ``matplotlib.MatplotlibDataset`` saves figures but cannot load them back.)
+- :class:`FileDigestDataset`: read-only, the sha256 of a (versioned) file written by another dataset.
+
+Why the digest dataset: the manifest must hold the hash of the exact bytes Kedro wrote for each export dataset, but Kedro
 writes a node's outputs after the node returns and a loaded DataFrame does not give back its file. A
 catalog entry of this type points at the same ``filepath`` as the export dataset (same ``versioned``
 flag); a later node takes it as input, so it is loaded after the export was saved. With versioning it
@@ -10,20 +16,50 @@ latest version on disk.
 
 from __future__ import annotations
 
-import hashlib
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
+
+from synalign_kedro.core.models import sha256_of
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def sha256_of_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class PngDataset(AbstractDataset[bytes, bytes]):
+    """A PNG file on the local disk, as bytes: saved atomically (a temporary file beside it, then renamed),
+    refused when the bytes are not a PNG."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def load(self) -> bytes:
+        path = Path(self._filepath)
+        if not path.is_file():
+            raise DatasetError(f"{path} does not exist: run the node that draws this figure first")
+        return path.read_bytes()
+
+    def save(self, data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray) or not bytes(data).startswith(PNG_SIGNATURE):
+            raise DatasetError(
+                f"{self._filepath}: expected PNG bytes (core.plots.figure_png), got {type(data).__name__}"
+            )
+        path = Path(self._filepath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(bytes(data))
+        os.replace(partial, path)
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+    _load = load
+    _save = save
 
 
 class FileDigestDataset(AbstractVersionedDataset[dict, dict]):
@@ -55,7 +91,7 @@ class FileDigestDataset(AbstractVersionedDataset[dict, dict]):
         return {
             "path": path.as_posix(),
             "version": version,
-            "sha256": sha256_of_file(path),
+            "sha256": sha256_of(path),
             "size_bytes": path.stat().st_size,
         }
 

@@ -20,19 +20,63 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
+from synalign_kedro.core.arrays import require_columns
 from synalign_kedro.core.classifier import fit_predict_logistic
+from synalign_kedro.core.privacy import PrivacyThresholds
+from synalign_kedro.core.variants import SYNTHETIC_VARIANTS
 
 logger = logging.getLogger(__name__)
 
 SOURCE_REAL = "real"
 SOURCE_SYNTHETIC = "synthetic"
 MIXING_SAMPLING = ("uniform", "weight")
+
+
+class OfflineAbSettings(BaseModel):
+    """``ab_export.offline_ab``: the classifier and the paired bootstrap of :func:`offline_ab_estimate`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    C: float = Field(1.0, gt=0, description="LogisticRegression on frozen embeddings, as in evaluation")
+    max_iter: int = Field(2000, ge=1)
+    n_bootstrap: int = Field(2000, ge=1, description="paired bootstrap resamples of the test rows")
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class ReportSettings(BaseModel):
+    """``ab_export.report``: how much of the synthetic data the run report shows (the tables and figures
+    themselves are node inputs, never file paths)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    examples_per_label: int = Field(3, ge=0)
+    max_flagged_rows: int = Field(20, ge=0)
+
+
+class AbExportSettings(BaseModel):
+    """The ``ab_export`` parameter block (SynAlign sec. 4.6); see docs/ab_export.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: Literal[SYNTHETIC_VARIANTS] = Field(  # type: ignore[valid-type]
+        "synalign_mmd", description="synthetic variant mixed into the treatment (core/variants.py)"
+    )
+    mixing_ratio: float | None = Field(
+        None, ge=0, description="synthetic rows per real row in the treatment; null = every non-flagged row"
+    )
+    mixing_sampling: Literal[MIXING_SAMPLING] = "uniform"  # type: ignore[valid-type]
+    drop_flagged: bool = True
+    privacy: PrivacyThresholds = Field(default_factory=PrivacyThresholds)
+    offline_ab: OfflineAbSettings = Field(default_factory=OfflineAbSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
 EXPORT_COLUMNS = [
     "example_id",
     "text",
@@ -59,7 +103,7 @@ def control_set(real_train: pd.DataFrame) -> pd.DataFrame:
 
     Real rows keep their ``row_id`` as ``example_id``; they have no alignment weight (null).
     """
-    _require_columns(real_train, ("row_id", "text", "label"), "real_train")
+    require_columns(real_train, ("row_id", "text", "label"), "real_train")
     if real_train["row_id"].duplicated().any():
         duplicated = real_train.loc[real_train["row_id"].duplicated(), "row_id"].head(3).tolist()
         raise ValueError(f"real_train has duplicated row_id values, e.g. {duplicated}; ids must be unique")
@@ -112,7 +156,7 @@ def build_ab_sets(
         raise ValueError(f"mixing_ratio must be >= 0 or null (all rows), got {mixing_ratio}")
     if mixing_sampling not in MIXING_SAMPLING:
         raise ValueError(f"mixing_sampling must be one of {MIXING_SAMPLING}, got {mixing_sampling!r}")
-    _require_columns(synthetic, ("synthetic_id", "text", "label"), f"synthetic set of variant {variant!r}")
+    require_columns(synthetic, ("synthetic_id", "text", "label"), f"synthetic set of variant {variant!r}")
     control = control_set(real_train)
     real_labels = set(control["label"])
 
@@ -360,7 +404,31 @@ def _as_correct(name: str, values: np.ndarray) -> np.ndarray:
     return array
 
 
-def _require_columns(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name} lacks the column(s) {missing}; it has {list(frame.columns)}")
+def embedding_lookup(
+    real_ids: pd.Series,
+    real_embeddings: np.ndarray,
+    synthetic_ids: pd.Series,
+    synthetic_embeddings: np.ndarray,
+):
+    """A function mapping an export frame (``source``, ``origin_id``) to its embedding rows."""
+    real_position = pd.Series(np.arange(len(real_ids)), index=real_ids.to_numpy())
+    real_position = real_position[~real_position.index.duplicated()]
+    synthetic_position = pd.Series(np.arange(len(synthetic_ids)), index=synthetic_ids.to_numpy())
+    synthetic_position = synthetic_position[~synthetic_position.index.duplicated()]
+
+    def embedding_of(frame: pd.DataFrame) -> np.ndarray:
+        is_real = (frame["source"] == SOURCE_REAL).to_numpy()
+        origin = frame["origin_id"].astype(str)
+        missing = sorted(set(origin[is_real]) - set(real_position.index)) + sorted(
+            set(origin[~is_real]) - set(synthetic_position.index)
+        )
+        if missing:
+            raise ValueError(
+                f"{len(missing)} exported rows have no embedding (unknown origin_id), e.g. {missing[:3]}"
+            )
+        out = np.empty((len(frame), real_embeddings.shape[1]), dtype=np.float32)
+        out[is_real] = real_embeddings[real_position.loc[origin[is_real]].to_numpy()]
+        out[~is_real] = synthetic_embeddings[synthetic_position.loc[origin[~is_real]].to_numpy()]
+        return out
+
+    return embedding_of

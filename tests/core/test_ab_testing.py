@@ -1,4 +1,4 @@
-"""A/B sets and the offline A/B estimate (core/ab_test.py), against brute-force references."""
+"""A/B sets and the offline A/B estimate (core/ab_testing.py), against brute-force references."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synalign_kedro.core import ab_test
+from synalign_kedro.core import ab_testing
 
 
 @pytest.fixture()
@@ -37,15 +37,15 @@ def synthetic() -> pd.DataFrame:
 
 
 def test_control_is_real_train_only(real_train):
-    control = ab_test.control_set(real_train)
-    assert list(control.columns) == ab_test.EXPORT_COLUMNS
+    control = ab_testing.control_set(real_train)
+    assert list(control.columns) == ab_testing.EXPORT_COLUMNS
     assert (control["source"] == "real").all()
     assert control["example_id"].tolist() == real_train["row_id"].tolist()
     assert control["alignment_weight"].isna().all()
 
 
 def test_treatment_is_control_plus_variant_minus_flagged(real_train, synthetic):
-    sets = ab_test.build_ab_sets(real_train, synthetic, "synalign_mmd", flagged_ids=["s1", "s4"])
+    sets = ab_testing.build_ab_sets(real_train, synthetic, "synalign_mmd", flagged_ids=["s1", "s4"])
     assert (sets.control["source"] == "real").all()
     treatment_real = sets.treatment[sets.treatment["source"] == "real"].reset_index(drop=True)
     pd.testing.assert_frame_equal(treatment_real, sets.control)
@@ -61,7 +61,7 @@ def test_treatment_is_control_plus_variant_minus_flagged(real_train, synthetic):
 
 
 def test_flagged_rows_are_kept_when_asked(real_train, synthetic):
-    sets = ab_test.build_ab_sets(real_train, synthetic, "v", flagged_ids=["s1"], drop_flagged=False)
+    sets = ab_testing.build_ab_sets(real_train, synthetic, "v", flagged_ids=["s1"], drop_flagged=False)
     assert "s1" in set(sets.treatment["example_id"])
     assert sets.selection["n_flagged"] == 1 and sets.selection["n_flagged_dropped"] == 0
 
@@ -70,7 +70,7 @@ def test_mixing_ratio_draws_without_replacement_uniformly_or_by_weight(real_trai
     synthetic = synthetic.copy()
     synthetic.loc[[0, 3, 5], "weight"] = 0.0  # never drawn
     for seed in range(5):
-        sets = ab_test.build_ab_sets(
+        sets = ab_testing.build_ab_sets(
             real_train, synthetic, "v", ["s7"], mixing_ratio=0.25, mixing_sampling="weight", seed=seed
         )
         added = sets.treatment[sets.treatment["source"] == "synthetic"]
@@ -82,16 +82,16 @@ def test_mixing_ratio_draws_without_replacement_uniformly_or_by_weight(real_trai
     # uniform: zero-weight rows can be drawn; over many seeds every eligible row is
     drawn = set()
     for seed in range(40):
-        sets = ab_test.build_ab_sets(real_train, synthetic, "v", ["s7"], mixing_ratio=0.25, seed=seed)
+        sets = ab_testing.build_ab_sets(real_train, synthetic, "v", ["s7"], mixing_ratio=0.25, seed=seed)
         drawn |= set(sets.treatment.loc[sets.treatment["source"] == "synthetic", "example_id"])
     assert drawn == {f"s{i}" for i in range(12)} - {"s2", "s7"}
-    more = ab_test.build_ab_sets(real_train, synthetic, "v", mixing_ratio=10.0)
+    more = ab_testing.build_ab_sets(real_train, synthetic, "v", mixing_ratio=10.0)
     assert more.selection["n_synthetic_in_treatment"] == 11  # every row with a real label
 
 
 def test_rows_resampled_with_replacement_get_unique_stable_ids(real_train, synthetic):
     resampled = synthetic.iloc[[0, 0, 3, 0, 3]].reset_index(drop=True)
-    sets = ab_test.build_ab_sets(real_train, resampled, "v")
+    sets = ab_testing.build_ab_sets(real_train, resampled, "v")
     added = sets.treatment[sets.treatment["source"] == "synthetic"]
     assert added["example_id"].tolist() == ["s0", "s0~1", "s3", "s0~2", "s3~1"]
     assert added["origin_id"].tolist() == ["s0", "s0", "s3", "s0", "s3"]
@@ -99,18 +99,18 @@ def test_rows_resampled_with_replacement_get_unique_stable_ids(real_train, synth
 
 def test_bad_inputs_name_the_problem(real_train, synthetic):
     with pytest.raises(ValueError, match="mixing_ratio"):
-        ab_test.build_ab_sets(real_train, synthetic, "v", mixing_ratio=-1)
+        ab_testing.build_ab_sets(real_train, synthetic, "v", mixing_ratio=-1)
     with pytest.raises(ValueError, match="mixing_sampling must be one of"):
-        ab_test.build_ab_sets(real_train, synthetic, "v", mixing_ratio=0.5, mixing_sampling="best")
+        ab_testing.build_ab_sets(real_train, synthetic, "v", mixing_ratio=0.5, mixing_sampling="best")
     with pytest.raises(ValueError, match="lacks the column"):
-        ab_test.build_ab_sets(real_train, synthetic.drop(columns="text"), "v")
+        ab_testing.build_ab_sets(real_train, synthetic.drop(columns="text"), "v")
     with pytest.raises(ValueError, match="duplicated row_id"):
-        ab_test.control_set(pd.concat([real_train, real_train.head(1)]))
+        ab_testing.control_set(pd.concat([real_train, real_train.head(1)]))
 
 
 def test_counts_by_label_and_source(real_train, synthetic):
-    sets = ab_test.build_ab_sets(real_train, synthetic, "v")
-    counts = ab_test.counts_by_label_and_source(sets.treatment)
+    sets = ab_testing.build_ab_sets(real_train, synthetic, "v")
+    counts = ab_testing.counts_by_label_and_source(sets.treatment)
     assert counts == {"real": {"a": 10, "b": 10}, "synthetic": {"a": 6, "b": 5}}
 
 
@@ -126,19 +126,19 @@ def test_mcnemar_matches_the_exact_binomial_sum():
     treatment = control.copy()
     flip = rng.choice(300, size=40, replace=False)
     treatment[flip] = ~treatment[flip]
-    result = ab_test.mcnemar_exact(treatment, control)
+    result = ab_testing.mcnemar_exact(treatment, control)
     b = int(np.sum(control & ~treatment))
     c = int(np.sum(treatment & ~control))
     assert (result["control_only"], result["treatment_only"]) == (b, c)
     assert result["p_value"] == pytest.approx(_binomial_two_sided(c, b + c), rel=1e-9)
-    assert ab_test.mcnemar_exact(control, control)["p_value"] == 1.0
+    assert ab_testing.mcnemar_exact(control, control)["p_value"] == 1.0
 
 
 def test_paired_bootstrap_matches_a_numpy_reference():
     rng = np.random.default_rng(1)
     control = (rng.random(400) < 0.70).astype(float)
     treatment = np.where(rng.random(400) < 0.1, 1.0, control)
-    result = ab_test.paired_bootstrap_difference(treatment, control, n_resamples=4000, confidence=0.9, seed=2)
+    result = ab_testing.paired_bootstrap_difference(treatment, control, n_resamples=4000, confidence=0.9, seed=2)
     assert result["difference"] == pytest.approx(treatment.mean() - control.mean())
     index = np.random.default_rng(99).integers(0, 400, size=(4000, 400))
     reference = treatment[index].mean(axis=1) - control[index].mean(axis=1)
@@ -146,7 +146,7 @@ def test_paired_bootstrap_matches_a_numpy_reference():
     assert result["ci_low"] == pytest.approx(low, abs=0.006)
     assert result["ci_high"] == pytest.approx(high, abs=0.006)
     assert result["ci_low"] <= result["difference"] <= result["ci_high"]
-    same = ab_test.paired_bootstrap_difference(control, control)
+    same = ab_testing.paired_bootstrap_difference(control, control)
     assert same["ci_low"] == same["ci_high"] == same["difference"] == 0.0
 
 
@@ -161,7 +161,7 @@ def test_offline_estimate_on_separable_data():
     train_x, train_y = sample(40)
     extra_x, extra_y = sample(40)
     test_x, test_y = sample(200)
-    estimate = ab_test.offline_ab_estimate(
+    estimate = ab_testing.offline_ab_estimate(
         train_x,
         train_y,
         np.vstack([train_x, extra_x]),
@@ -176,9 +176,9 @@ def test_offline_estimate_on_separable_data():
     )
     assert estimate["n_train_treatment"] == 80 and estimate["n_test"] == 200
     assert 0.0 <= estimate["mcnemar_p_value"] <= 1.0
-    same = ab_test.offline_ab_estimate(train_x, train_y, train_x, train_y, test_x, test_y, n_resamples=100)
+    same = ab_testing.offline_ab_estimate(train_x, train_y, train_x, train_y, test_x, test_y, n_resamples=100)
     assert same["accuracy_difference"] == 0.0 and same["mcnemar_p_value"] == 1.0
-    metrics = ab_test.ab_metrics(estimate)
+    metrics = ab_testing.ab_metrics(estimate)
     assert metrics["mcnemar_p_value"] == estimate["mcnemar_p_value"]
 
 
@@ -186,16 +186,16 @@ def test_evaluation_row_lookup():
     table = pd.DataFrame(
         {"variant": ["gold", "SynAlign_MMD", "synthetic_pool_simprompt"], "accuracy": [0.8, 0.85, np.nan]}
     )
-    assert ab_test.evaluation_row(table, "synalign_mmd") == {"variant": "SynAlign_MMD", "accuracy": 0.85}
-    assert ab_test.evaluation_row(table, "simprompt") == {
+    assert ab_testing.evaluation_row(table, "synalign_mmd") == {"variant": "SynAlign_MMD", "accuracy": 0.85}
+    assert ab_testing.evaluation_row(table, "simprompt") == {
         "variant": "synthetic_pool_simprompt",
         "accuracy": None,
     }
-    assert ab_test.evaluation_row(table, "attrprompt") is None
-    assert ab_test.evaluation_row(None, "synalign_mmd") is None
+    assert ab_testing.evaluation_row(table, "attrprompt") is None
+    assert ab_testing.evaluation_row(None, "synalign_mmd") is None
 
 
 def test_an_empty_variant_gives_treatment_equal_to_control(real_train, synthetic):
-    sets = ab_test.build_ab_sets(real_train, synthetic.head(0), "v", mixing_ratio=0.5)
+    sets = ab_testing.build_ab_sets(real_train, synthetic.head(0), "v", mixing_ratio=0.5)
     pd.testing.assert_frame_equal(sets.treatment, sets.control)
     assert sets.selection["n_synthetic_in_treatment"] == 0

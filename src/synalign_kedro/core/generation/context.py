@@ -1,0 +1,132 @@
+"""What a generation method works with: one :class:`GenerationContext` per run (client, settings, templates,
+labels, the call budget, usage accounting) instead of long positional argument lists, and the "write n
+samples" call every method sends, turned into pool rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..json_extract import extract_json
+from ..llm_client import ChatTask, LLMClient, LLMUsage, TaskResult
+from .answers import sample_validator, samples_json_schema
+from .config import MethodConfig, PromptTemplates
+from .prompts import messages
+
+POOL_COLUMNS = [
+    "synthetic_id", "text", "label", "method", "batch_id", "summary", "prompt_hash", "model", "raw_response",
+]  # fmt: skip
+
+
+@dataclass
+class GenerationContext:
+    """One method's run: inputs, the call budget (``sizes``: samples asked per call) and the accounting of
+    every LLM call (usage per stage, failed tasks)."""
+
+    client: LLMClient
+    config: MethodConfig
+    prompts: PromptTemplates
+    profile: dict
+    labels: dict[str, str]  # label -> description
+    label_weights: dict[str, float]  # label -> real frequency
+    attributes: list[str]
+    placeholders: dict[str, Any]  # {domain} {description} {labels} {attributes}
+    sizes: list[int]
+    demonstration_batches: pd.DataFrame | None = None
+    usage: LLMUsage = field(default_factory=LLMUsage)
+    stages: dict[str, dict] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def model(self) -> str:
+        return self.client.identity
+
+    def run(self, tasks: list[ChatTask], stage: str) -> list[TaskResult]:
+        """Run ``tasks`` as one progress stage, recording usage and failures."""
+        results, usage = self.client.run(tasks, description=f"{self.method}:{stage}")
+        self.usage.add(usage)
+        self.stages[stage] = usage.as_dict()
+        self.failures.extend(
+            {"task_id": r.task_id, "stage": stage, "error": r.error} for r in results if not r.ok
+        )
+        return results
+
+    def sample_call(
+        self,
+        task_id: str,
+        user: str,
+        n: int,
+        demonstrations: Sequence[str],
+        seed_offset: int,
+        label: str,
+        batch_id: int = -1,
+        summary: str = "",
+    ) -> SampleCall:
+        """The samples task every method sends: n samples, validated against the demonstrations it saw."""
+        validate, salvage = sample_validator(n, self.config.min_words, demonstrations)
+        prompt = messages(self.prompts.system, user)
+        task = ChatTask(task_id, prompt, "samples", samples_json_schema(n), validate, seed_offset=seed_offset)
+        return SampleCall(task, label, batch_id, summary, prompt, salvage)
+
+    def run_sample_calls(self, calls: list[SampleCall], stage: str) -> list[dict]:
+        """Run the calls (one progress stage) and turn each answer into pool rows."""
+        rows: list[dict] = []
+        for result, call in zip(self.run([call.task for call in calls], stage), calls, strict=True):
+            rows += pool_rows(result, call, self.method, self.model, self.config.salvage_partial)
+        return rows
+
+
+@dataclass(frozen=True)
+class SampleCall:
+    """One "write n samples" call of any method: its task and what its pool rows record."""
+
+    task: ChatTask
+    label: str
+    batch_id: int
+    summary: str
+    messages: list[dict]
+    salvage: Any
+
+
+def short_hash(*parts: Any, length: int = 16) -> str:
+    payload = json.dumps(parts, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
+
+
+def pool_rows(result: TaskResult, call: SampleCall, method: str, model: str, allow_salvage: bool) -> list[dict]:
+    """The pool rows of one answer; after the last failed re-ask, the valid samples of the latest answer that
+    has any when ``allow_salvage``."""
+    samples = result.value if result.ok else None
+    raw = result.raw_responses[-1] if result.raw_responses else ""
+    if samples is None and allow_salvage:
+        for candidate in reversed(result.raw_responses):
+            try:
+                samples = call.salvage(extract_json(candidate))
+                raw = candidate
+                break
+            except Exception:  # noqa: BLE001 - nothing usable in this answer
+                continue
+    prompt_hash = short_hash(call.messages)
+    return [
+        {
+            "synthetic_id": short_hash(method, result.task_id, index, text),
+            "text": text,
+            "label": call.label,
+            "method": method,
+            "batch_id": int(call.batch_id),
+            "summary": call.summary,
+            "prompt_hash": prompt_hash,
+            "model": model,
+            "raw_response": raw,
+        }
+        for index, text in enumerate(samples or [])
+    ]

@@ -1,0 +1,120 @@
+"""Pool assembly: one method's run (:data:`.methods.METHODS`) over the shared inputs, deduplicated and cut to
+the budget, with its usage report; a run that kept too little fails here."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import pandas as pd
+
+from ..llm_client import LLMClient
+from ..variants import DEMONSTRATION_METHODS
+from .answers import duplicate_key
+from .config import GenerationConfigError, GenerationShortfallError, MethodConfig, PromptTemplates
+from .context import POOL_COLUMNS, GenerationContext
+from .methods import METHODS
+from .planning import call_sizes, dataset_labels, label_weights
+from .prompts import dataset_context
+
+logger = logging.getLogger(__name__)
+
+
+def generate_pool(
+    client: LLMClient,
+    config: MethodConfig,
+    prompts: PromptTemplates,
+    profile: dict,
+    real_train: pd.DataFrame,
+    demonstration_batches: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, dict]:
+    """Generate ``config.n_samples`` synthetic rows with ``config.method``; returns (pool, usage report).
+
+    Failed calls (after ``max_retries`` re-asks) are recorded in ``usage["failures"]`` and the run goes on,
+    so the pool may be smaller than asked; below ``config.min_kept_share`` of the budget it raises
+    :class:`GenerationShortfallError` (method, counts, most common rejection). An unreachable endpoint raises
+    :class:`~synalign_kedro.core.llm_client.LLMUnavailableError`; finished calls stay cached.
+    """
+    if not {"text", "label"} <= set(real_train.columns):
+        raise GenerationConfigError("real_train needs columns 'text' and 'label'")
+    method = config.method
+    real_labels = real_train["label"].astype(str).tolist()
+    labels = dataset_labels(profile, real_labels)
+    attributes = [str(a) for a in (profile.get("attributes") or [])]
+    if method in DEMONSTRATION_METHODS:
+        if demonstration_batches is None:
+            raise GenerationConfigError(f"{method} needs demonstration_batches")
+        unknown = (
+            sorted({str(x) for x in demonstration_batches["label"]} - labels.keys())
+            if "label" in demonstration_batches
+            else []
+        )
+        if unknown:
+            raise GenerationConfigError(f"demonstration_batches has labels {unknown} unknown to the dataset")
+    context = GenerationContext(
+        client=client,
+        config=config,
+        prompts=prompts,
+        profile=profile,
+        labels=labels,
+        label_weights=label_weights(real_labels),
+        attributes=attributes,
+        placeholders=dataset_context(profile, labels, attributes),
+        sizes=call_sizes(config.n_samples, config.n_per_call),
+        demonstration_batches=demonstration_batches if method in DEMONSTRATION_METHODS else None,
+    )
+    rows = METHODS[method](context)
+
+    pool = pd.DataFrame(rows, columns=POOL_COLUMNS)
+    keys = pool["text"].map(duplicate_key)
+    duplicates = int(keys.duplicated().sum())  # the same text from two calls is kept once
+    pool = pool[~keys.duplicated()].head(config.n_samples).reset_index(drop=True)
+    pool["batch_id"] = pool["batch_id"].astype("int64")
+    usage = context.usage
+    report = {
+        "method": method,
+        "model": context.model,
+        "n_samples_requested": config.n_samples,
+        "n_samples_generated": int(len(pool)),
+        "duplicates_dropped": duplicates,
+        "label_counts": {str(k): int(v) for k, v in pool["label"].value_counts().sort_index().items()},
+        **usage.as_dict(),
+        "stages": context.stages,
+        "failed_tasks": usage.failures,
+        "failures": context.failures,
+    }
+    logger.info(
+        "%s: %d/%d samples; %d calls (%d re-asks, %d transport retries), %d cache hits, %d failed tasks; "
+        "%d prompt + %d completion tokens, %.1f tok/s, %.1f s",
+        method, len(pool), config.n_samples, usage.calls, usage.reasks, usage.transport_retries,
+        usage.cache_hits, usage.failures, usage.prompt_tokens, usage.completion_tokens,
+        usage.tokens_per_second, usage.wall_seconds,
+    )  # fmt: skip
+    check_kept_share(report, config)
+    return pool, report
+
+
+def check_kept_share(report: dict, config: MethodConfig) -> None:
+    """Raise :class:`GenerationShortfallError` when the pool holds fewer than ``min_kept_share`` of the
+    requested samples, naming the method, the counts and the most common rejection reason."""
+    kept, requested = report["n_samples_generated"], report["n_samples_requested"]
+    if kept >= config.min_kept_share * requested:
+        return
+    reasons = Counter(_reason(failure["error"]) for failure in report["failures"])
+    if reasons:
+        reason, count = reasons.most_common(1)[0]
+        why = f"most common rejection ({count} of {len(report['failures'])} failed calls): {reason}"
+    elif report["duplicates_dropped"]:
+        why = f"{report['duplicates_dropped']} generated samples were duplicates of others"
+    else:
+        why = "no call failed: the answers held fewer valid samples than asked"
+    raise GenerationShortfallError(
+        f"generation method {report['method']!r} kept {kept} of {requested} requested samples, fewer than "
+        f"generation.min_kept_share={config.min_kept_share:g} of them; {why}. Check the LLM endpoint "
+        f"(model {report['model']!r}); answers that failed validation are retried on the next run"
+    )
+
+
+def _reason(error: str | None) -> str:
+    text = " ".join(str(error or "unknown error").split())
+    return text if len(text) <= 200 else text[:197] + "..."
