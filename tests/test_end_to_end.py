@@ -1,8 +1,11 @@
 """`kedro run --env test` end to end: real catalog, real hooks (kedro-mlflow), real embedder, real LLM server
-(SmolLM2-135M), every pipeline. Then a second run, which must make no LLM call (everything cached)."""
+(SmolLM2-135M), every pipeline. Then the same run under ParallelRunner (every LLM call cached), which must give
+the same evaluation table, and a generation-only run, which must make no LLM call. The test env writes under
+data/test_env/ only, and bad parameters fail before the first node."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -13,21 +16,25 @@ import mlflow
 import pandas as pd
 import pytest
 
+from synalign_kedro.core.variants import EVALUATION_VARIANTS, GENERATION_METHODS
 from tests.kedro_helpers import scratch_project
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = {"gold", "simprompt", "attrprompt", "synalign_one_stage", "synalign_all", "synalign_random", "synalign_mmd"}
+VARIANTS = set(EVALUATION_VARIANTS)
+TEST_DATA = Path("data") / "test_env"  # conf/test/globals.yml base_location
+BASE_TABLE = b"variant,accuracy\ngold,0.5\n"  # what a real (base env) run left in data/08_reporting
 
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 
 
-def kedro_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+def kedro_cli(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`kedro run ...` as a user types it, in its own process (one MLflow run per command)."""
     env = {**os.environ, "DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([KEDRO, "run", *args], cwd=root, env=env, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
@@ -48,12 +55,48 @@ def orphaned_llama_servers() -> list[int]:
 @pytest.fixture(scope="module")
 def finished_project(tmp_path_factory):
     root = scratch_project(tmp_path_factory.mktemp("e2e"))
+    (root / "data" / "08_reporting").mkdir(parents=True)
+    (root / "data" / "08_reporting" / "evaluation_table.csv").write_bytes(BASE_TABLE)
     kedro_cli(root, "--env", "test")
     return root
 
 
+@pytest.fixture(scope="module")
+def parallel_run(finished_project):
+    """The same run again under ParallelRunner (LLM calls cached): (sequential table, parallel table)."""
+    table = finished_project / TEST_DATA / "08_reporting" / "evaluation_table.csv"
+    sequential = pd.read_csv(table)
+    kedro_cli(finished_project, "--env", "test", "--runner", "ParallelRunner")
+    return sequential, pd.read_csv(table)
+
+
+def test_the_test_env_leaves_the_base_env_outputs_untouched(finished_project):
+    assert (finished_project / "data" / "08_reporting" / "evaluation_table.csv").read_bytes() == BASE_TABLE
+    assert (finished_project / TEST_DATA / "08_reporting" / "evaluation_table.csv").is_file()
+    written = {p.relative_to(finished_project / "data").parts[0] for p in (finished_project / "data").rglob("*") if p.is_file()}
+    assert written <= {"01_raw", "02_intermediate", "04_feature", "08_reporting", "test_env"}, written
+    # data/02_intermediate and data/04_feature hold the content-addressed LLM and embedding caches only
+
+
+def test_the_parallel_runner_gives_the_same_table_and_the_report_embeds_its_figures(finished_project, parallel_run):
+    sequential, parallel = parallel_run
+    pd.testing.assert_frame_equal(parallel, sequential)
+    reporting = finished_project / TEST_DATA / "08_reporting"
+    page = (reporting / "run_report.html").read_text()
+    for figure in ("evaluation_tsne.png", "coverage_curves.png", "alignment_loss.png", "alignment_weights.png"):
+        assert base64.b64encode((reporting / figure).read_bytes()).decode("ascii") in page, figure
+
+
+def test_bad_parameters_fail_before_the_first_node(finished_project):
+    result = kedro_cli(finished_project, "--env", "test", "--params", "seed=abc", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "seed: Input should be a valid integer" in output and "'abc'" in output
+    assert "Running node" not in output and "Completed node" not in output
+
+
 def test_every_pipeline_wrote_its_outputs(finished_project):
-    reporting = finished_project / "data" / "08_reporting"
+    reporting = finished_project / TEST_DATA / "08_reporting"
     table = pd.read_csv(reporting / "evaluation_table.csv")
     assert set(table["variant"]) == VARIANTS
     for column in ("wasserstein", "mmd", "vocab_size", "accuracy", "accuracy_std", "macro_f1", "macro_f1_std", "n_synthetic"):
@@ -65,10 +108,10 @@ def test_every_pipeline_wrote_its_outputs(finished_project):
     manifest = json.loads((reporting / "ab_export" / "manifest.json").read_text())
     assert manifest["files"]
     assert (reporting / "run_report.html").stat().st_size > 10_000
-    batches = pd.read_parquet(finished_project / "data" / "05_model_input" / "demonstration_batches.parquet")
+    batches = pd.read_parquet(finished_project / TEST_DATA / "05_model_input" / "demonstration_batches.parquet")
     assert len(batches) > 0
-    for method in ("simprompt", "attrprompt", "synalign_one_stage", "synalign"):
-        pool = pd.read_parquet(finished_project / "data" / "07_model_output" / f"synthetic_pool_{method}.parquet")
+    for method in GENERATION_METHODS:
+        pool = pd.read_parquet(finished_project / TEST_DATA / "07_model_output" / f"synthetic_pool_{method}.parquet")
         assert {"text", "label", "method", "raw_response"} <= set(pool.columns), method
 
 
@@ -91,5 +134,5 @@ def test_the_run_is_tracked_in_mlflow(finished_project):
 
 def test_a_second_run_makes_no_llm_call(finished_project):
     kedro_cli(finished_project, "--env", "test", "--pipeline", "generation")
-    usage = json.loads((finished_project / "data" / "08_reporting" / "llm_usage_synalign.json").read_text())
+    usage = json.loads((finished_project / TEST_DATA / "08_reporting" / "llm_usage_synalign.json").read_text())
     assert usage["calls"] == 0 and usage["cache_hits"] > 0

@@ -58,8 +58,6 @@ class PngDataset(AbstractDataset[bytes, bytes]):
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
 
-    _load = load
-    _save = save
 
 
 class FileDigestDataset(AbstractVersionedDataset[dict, dict]):

@@ -21,10 +21,10 @@ def project(tmp_path, monkeypatch):
 
 def test_ingestion_run_then_bad_input_keeps_earlier_outputs(project):
     run_kedro(project, pipeline="ingestion")
-    train_file = project / "data/03_primary/real_train.parquet"
+    train_file = project / "data/test_env/03_primary/real_train.parquet"
     train = pd.read_parquet(train_file)
     assert list(train.columns) == ["row_id", "text", "label"] and len(train) == 2000
-    report = json.loads((project / "data/08_reporting/ingestion_report.json").read_text())
+    report = json.loads((project / "data/test_env/08_reporting/ingestion_report.json").read_text())
     assert report["dataset"] == "sst2" and report["train"]["rows_kept"] == 2000
     before = train_file.stat().st_mtime_ns
 
@@ -41,8 +41,8 @@ def test_ingestion_run_then_bad_input_keeps_earlier_outputs(project):
 
 def test_dataset_switch_and_unknown_dataset(project):
     run_kedro(project, pipeline="ingestion", params={"dataset": "ag_news"})
-    labels = set(pd.read_parquet(project / "data/03_primary/real_train.parquet")["label"])
+    labels = set(pd.read_parquet(project / "data/test_env/03_primary/real_train.parquet")["label"])
     assert labels == {"World", "Sports", "Business", "Sci/Tech"}
     with pytest.raises(IngestionError, match=r"unknown dataset 'imdb'.*parameters_dataset_imdb\.yml"):
         run_kedro(project, pipeline="ingestion", params={"dataset": "imdb"})
-    assert os.path.exists(project / "data/03_primary/real_train.parquet")
+    assert os.path.exists(project / "data/test_env/03_primary/real_train.parquet")

@@ -1,0 +1,82 @@
+"""The project's custom Kedro datasets: PngDataset and FileDigestDataset (pipelines/datasets.py), and
+NumpyDataset (datasets.py): round trips, atomic saves, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from kedro.io import DataCatalog
+from kedro.io.core import DatasetError, Version, generate_timestamp
+
+from synalign_kedro.core.plots import figure_png, weights_histogram
+from synalign_kedro.datasets import NumpyDataset
+from synalign_kedro.pipelines.datasets import FileDigestDataset, PngDataset
+
+
+def test_png_dataset_round_trip_and_atomic_save(tmp_path):
+    png = figure_png(weights_histogram([0.2, 0.3, 0.5]))
+    dataset = PngDataset(filepath=str(tmp_path / "figures" / "weights.png"))
+    assert not dataset.exists()
+    dataset.save(png)
+    assert dataset.load() == png and dataset.exists()
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["weights.png"]  # no partial file left
+
+
+def test_png_dataset_refuses_what_is_not_a_png(tmp_path):
+    dataset = PngDataset(filepath=str(tmp_path / "x.png"))
+    with pytest.raises(DatasetError, match="expected PNG bytes"):
+        dataset.save(b"not a png")
+    with pytest.raises(DatasetError, match="does not exist"):
+        dataset.load()
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_png_dataset_under_mlflow_artifact_wrapper_saves_and_loads(tmp_path):
+    catalog = DataCatalog.from_config(
+        {
+            "plot": {
+                "type": "kedro_mlflow.io.artifacts.MlflowArtifactDataset",
+                "artifact_path": "x",
+                "dataset": {"type": "synalign_kedro.pipelines.datasets.PngDataset", "filepath": str(tmp_path / "p.png")},
+            }
+        }
+    )
+    png = figure_png(weights_histogram([1.0]))
+    catalog.save("plot", png)  # no active MLflow run: the file is written, nothing is logged
+    assert catalog.load("plot") == png
+
+
+def test_file_digest_dataset_hashes_the_version_saved_in_this_run(tmp_path):
+    save_version = generate_timestamp()
+    target = tmp_path / "export.bin"
+    written = target / save_version / "export.bin"
+    written.parent.mkdir(parents=True)
+    written.write_bytes(b"exported bytes")
+    digest = FileDigestDataset(filepath=str(target), version=Version(None, save_version)).load()
+    assert digest == {
+        "path": written.as_posix(),
+        "version": save_version,
+        "sha256": hashlib.sha256(b"exported bytes").hexdigest(),
+        "size_bytes": 14,
+    }
+    with pytest.raises(DatasetError, match="read-only"):
+        FileDigestDataset(filepath=str(target)).save({})
+
+
+def test_file_digest_dataset_of_a_missing_file_names_it(tmp_path):
+    dataset = FileDigestDataset(filepath=str(tmp_path / "missing.csv"))
+    assert not dataset.exists()
+    with pytest.raises(DatasetError, match="missing.csv does not exist"):
+        dataset.load()
+
+
+def test_numpy_dataset_round_trip(tmp_path):
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    dataset = NumpyDataset(filepath=str(tmp_path / "sub" / "a.npy"))
+    dataset.save(array)
+    np.testing.assert_array_equal(dataset.load(), array)
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.npy"]
+    with pytest.raises(DatasetError, match="does not exist"):
+        NumpyDataset(filepath=str(tmp_path / "none.npy")).load()
