@@ -80,3 +80,23 @@ def test_numpy_dataset_round_trip(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.npy"]
     with pytest.raises(DatasetError, match="does not exist"):
         NumpyDataset(filepath=str(tmp_path / "none.npy")).load()
+
+
+def test_mlflow_metrics_keeps_finite_numbers_and_histories_only():
+    from synalign_kedro.pipelines.tracking import mlflow_metrics
+
+    metrics = mlflow_metrics(
+        {
+            "calls": 4,
+            "loss": float("nan"),
+            "flag": True,
+            "model": "m",
+            "failures": [{"task_id": "t", "error": "e"}],  # a usage report's list of dicts: not a history
+            "curve": [(1, 0.5), (2, float("inf")), (3, 0.7)],
+            "stages": {"generate": {"calls": 4}},
+        }
+    )
+    assert metrics == {
+        "calls": {"value": 4.0, "step": 0},
+        "curve": [{"value": 0.5, "step": 1}, {"value": 0.7, "step": 3}],
+    }

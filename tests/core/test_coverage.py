@@ -107,7 +107,7 @@ def test_summary_and_bad_input():
             "coverage_random_at_2": 0.2,
         }
     )
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match=r"coverage table lacks the column\(s\)"):
         coverage_summary(table.drop(columns="seed"))
     with pytest.raises(ValueError, match="merge"):
         coverage_curve(grid(3), [0], k=2, merge="hull")

@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from .arrays import finite_matrix
+from .arrays import finite_matrix, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -312,11 +312,7 @@ def filter_synthetic_samples(synthetic, real_labels: Sequence, variant: str = "s
 
     if synthetic is None:
         return pd.DataFrame({"text": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
-    missing = {"text", "label"} - set(synthetic.columns)
-    if missing:
-        raise ValueError(
-            f"{variant}: synthetic samples lack the column(s) {sorted(missing)}; got {list(synthetic.columns)}"
-        )
+    require_columns(synthetic, ["text", "label"], f"{variant}: the synthetic samples")
     frame = synthetic.copy()
     frame["text"] = frame["text"].fillna("").astype(str)
     frame["label"] = frame["label"].astype(str)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .arrays import require_columns
 from .demonstrations import TrackerSettings
 from .exploration import UncertaintyTracker
 
@@ -237,9 +238,7 @@ def coverage_summary(table: pd.DataFrame, at_steps: Sequence[int] = (50, 200)) -
     """Scalar metrics from a :func:`coverage_table`: ``coverage_auc_<sampler>`` (mean coverage over the steps,
     i.e. the area under the curve divided by the number of steps, averaged over seeds) and
     ``coverage_<sampler>_at_<step>`` (mean over seeds) for every step in ``at_steps`` that the table has."""
-    missing = {"step", "sampler", "seed", "coverage"} - set(table.columns)
-    if missing:
-        raise ValueError(f"coverage table lacks columns {sorted(missing)}")
+    require_columns(table, ["step", "sampler", "seed", "coverage"], "coverage table")
     summary: dict[str, float] = {}
     mean_curves = table.groupby(["sampler", "step"])["coverage"].mean()
     for sampler in sorted(table["sampler"].unique()):

@@ -28,6 +28,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
+from .arrays import require_columns  # noqa: E402
+
 REAL_COLOUR = "#9e9e9e"
 SYNTHETIC_COLOUR = "#d95f02"
 
@@ -135,9 +137,7 @@ def coverage_figure(coverage: pd.DataFrame | None, title: str | None = None) -> 
     """
     if coverage is None or len(coverage) == 0:
         return _message_figure("no coverage table (run the exploration pipeline)")
-    missing = {"step", "sampler", "coverage"} - set(coverage.columns)
-    if missing:
-        raise ValueError(f"the coverage table lacks the column(s) {sorted(missing)}; got {list(coverage.columns)}")
+    require_columns(coverage, ["step", "sampler", "coverage"], "the coverage table")
     figure, axis = plt.subplots(figsize=(6.5, 4))
     for sampler, rows in coverage.groupby("sampler", sort=True):
         by_step = rows.groupby("step")["coverage"].agg(["mean", "min", "max"]).sort_index()
@@ -197,9 +197,7 @@ def coverage_sweep_figure(table: pd.DataFrame, title: str | None = None) -> plt.
 
     ``table`` columns: ``sampler`` (gp | random), ``tau``, ``k``, ``coverage`` (and optionally ``steps``).
     """
-    missing = {"sampler", "tau", "k", "coverage"} - set(table.columns)
-    if missing:
-        raise ValueError(f"coverage sweep table lacks columns {sorted(missing)}; got {list(table.columns)}")
+    require_columns(table, ["sampler", "tau", "k", "coverage"], "coverage sweep table")
     figure, axis = plt.subplots(figsize=(6, 4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, k in enumerate(sorted(table["k"].unique())):
