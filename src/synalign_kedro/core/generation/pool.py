@@ -111,7 +111,7 @@ def check_kept_share(report: dict, config: MethodConfig) -> None:
     raise GenerationShortfallError(
         f"generation method {report['method']!r} kept {kept} of {requested} requested samples, fewer than "
         f"generation.min_kept_share={config.min_kept_share:g} of them; {why}. Check the LLM endpoint "
-        f"(model {report['model']!r}); answers that failed validation are retried on the next run"
+        f"(model {report['model']!r}) or raise llm.max_retries (re-asks per call)"
     )
 
 
