@@ -332,6 +332,9 @@ def test_numeric_text_column_is_refused(tmp_path):
         ),
     ):
         ingest(tmp_path / "ids.parquet", None, text_column="id")
+    path = write_csv(tmp_path / "mostly.csv", [f"{i},pos" for i in range(12)] + [f"word {i},neg" for i in range(8)])
+    _, _, report = ingest(path, None)
+    assert report["warnings"] == [f"{path}: 12 of 20 values of column 'text' are numbers; check that it is the text column"]
     path = write_csv(tmp_path / "nums.csv", [f"{3 * i}.5,{'pos' if i % 2 else 'neg'}" for i in range(20)])
     with pytest.raises(
         IngestionError,
