@@ -143,11 +143,16 @@ class StagedFile(io.BufferedWriter):
                 complete = False
                 raise
             finally:
-                if complete:
-                    self._on_complete(self.temp, self.target)
-                else:
-                    Path(self.temp).unlink(missing_ok=True)
-                    _track(self.temp, live=False)
+                try:
+                    if complete:
+                        self._on_complete(self.temp, self.target)
+                except BaseException:
+                    complete = False
+                    raise
+                finally:
+                    if not complete:
+                        Path(self.temp).unlink(missing_ok=True)
+                        _track(self.temp, live=False)
 
 
 class _StagedText(io.TextIOWrapper):
