@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError
 
+from synalign_kedro.atomic_writes import StagedFile
+
 
 class NumpyDataset(AbstractDataset[np.ndarray, np.ndarray]):
-    """A ``.npy`` array on the local disk, written atomically (temp file + rename)."""
+    """A ``.npy`` array on the local disk, written atomically (temp sibling + rename, ``atomic_writes``)."""
+
+    writes_atomically = True
 
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
         self._filepath = PurePosixPath(filepath)
@@ -25,10 +28,8 @@ class NumpyDataset(AbstractDataset[np.ndarray, np.ndarray]):
 
     def _save(self, data: np.ndarray) -> None:
         path = Path(self._filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.stem + f".{os.getpid()}.partial.npy")
-        np.save(partial, np.asarray(data))
-        os.replace(partial, path)
+        with StagedFile(str(path)) as handle:
+            np.save(handle, np.asarray(data))
 
     def _exists(self) -> bool:
         return Path(self._filepath).is_file()

@@ -2,14 +2,22 @@
 
 from kedro.config import OmegaConfigLoader
 
+from synalign_kedro.atomic_writes import AtomicWritesHook
 from synalign_kedro.hooks import LLMServerHook, ParameterValidationHook, RunInfoHook
 
 # kedro-mlflow registers its own hook through its entry point; ours come after it.
-HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook())
+# ParameterValidationHook: every parameter block is validated by its settings model before the first node runs.
+# AtomicWritesHook: every local-file dataset write goes to a temp sibling, then is renamed (atomic_writes.py).
+HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook(), AtomicWritesHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Parameters merge key by key across envs (base < local or test < --params): an env, or `--params a.b=x`,
+    # changes only the keys it names and keeps the rest of each block. Kedro's default ("destructive")
+    # replaces a whole top-level block, and runtime parameters are merged into every env's parameters first,
+    # so with any parameters_*.yml in conf/local, `--params generation.n_samples=8` dropped every other
+    # generation setting.
     "merge_strategy": {"parameters": "soft"},
 }

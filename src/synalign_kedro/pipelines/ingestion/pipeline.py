@@ -1,21 +1,17 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import ingest_real_data, resolve_dataset_profile
+from .nodes import ingest_real_data
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    # One node for every output: Kedro saves a node's outputs only after it returns, so bad input (or a bad
+    # profile) leaves every earlier output untouched, the profile included.
     return Pipeline(
         [
             Node(
-                resolve_dataset_profile,
-                inputs=["params:dataset", "parameters"],
-                outputs="dataset_profile",
-                name="resolve_dataset_profile",
-            ),
-            Node(
                 ingest_real_data,
-                inputs=["dataset_profile", "params:seed"],
-                outputs=["real_train", "real_test", "ingestion_report"],
+                inputs=["params:dataset", "parameters", "params:seed"],
+                outputs=["dataset_profile", "real_train", "real_test", "ingestion_report"],
                 name="ingest_real_data",
             ),
         ],
