@@ -12,3 +12,4 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
 }
+CONFIG_LOADER_ARGS["merge_strategy"] = {"parameters": "soft"}  # same line as the robust branch (conf/test lists only differences)
