@@ -65,7 +65,7 @@ setup: $(VENV)/.installed $(LLAMA_SERVER)
 $(LLAMA_SERVER): | $(PY)
 	mkdir -p $(LLAMA_BUILD)
 	test -f $(LLAMA_BUILD)/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION).tar.gz || \
-	  $(PY) -m pip download -q --no-deps --no-binary :all: -d $(LLAMA_BUILD) llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION)
+	  $(PY) -m pip download -q --no-deps --no-binary llama-cpp-python -d $(LLAMA_BUILD) llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION)
 	test -f $(LLAMA_SRC)/CMakeLists.txt || \
 	  tar -xzf $(LLAMA_BUILD)/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION).tar.gz -C $(LLAMA_BUILD)
 	cmake -S $(LLAMA_SRC) -B $(LLAMA_BUILD)/cmake $$(command -v ninja >/dev/null && echo -G Ninja) \
