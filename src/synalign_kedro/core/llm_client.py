@@ -10,14 +10,23 @@ What it adds to the ``openai`` package:
 - **Re-asks** (the instructor pattern): an answer that is not JSON, has the wrong shape, is empty or fails
   the task's validator is sent back with the validation error, at most ``max_retries`` times; then the
   task is recorded as failed and the run goes on.
-- **Transport retries**: connection errors, timeouts, HTTP 429 and 5xx are retried with exponential
-  backoff and full jitter (``tenacity``), bounded by ``transport_retries`` attempts and
+- **Every HTTP answer is checked** before use (:func:`parse_chat_completion`): a body that is not an
+  OpenAI chat completion (HTTP 200 with ``{"choices": []}``, a text/plain body, a JSON content type with a
+  non-JSON body, JSON without ``choices``) is a transport error, never an answer.
+- **Transport retries**: connection errors, timeouts, HTTP 429 and 5xx and such garbage are retried with
+  exponential backoff and full jitter (``tenacity``), bounded by ``transport_retries`` attempts and
   ``transport_budget_s`` seconds per call; past that :class:`LLMUnavailableError` ends the run with a
-  clear message. Everything finished so far is in the cache, so a re-run resumes.
+  clear message naming the endpoint, the HTTP status and the first bytes of the body. Everything finished
+  so far is in the cache, so a re-run resumes.
+- **Several endpoints** (``llm.endpoints``, :mod:`~synalign_kedro.core.llm_endpoints`): calls spread over
+  them by load, each endpoint with its own concurrency; one that fails repeatedly is taken out and its
+  calls go to the others.
 - **Cache** (:mod:`~synalign_kedro.core.llm_cache`): every completed call is committed under the hash of
-  the endpoint identity, messages and sampling settings. Tasks are first replayed from the cache in the
-  calling thread; the endpoint (which may start the embedded server) is only resolved, from that same
-  thread, when some call is not cached.
+  the model identity (never a URL), messages and sampling settings, with whether it passed validation.
+  Tasks are first replayed from the cache in the calling thread; the endpoint (which may start the
+  embedded server) is only resolved, from that same thread, when some call is not cached. With
+  ``retry_failed: true`` a task whose cached answers all failed validation is asked again (fresh seeds) and
+  its new answers replace the failed ones.
 - **Accounting**: calls, cache hits, re-asks, transport retries, failures, tokens and wall time, and a
   ``tqdm`` progress bar (calls done / total, tokens/s).
 
@@ -27,17 +36,18 @@ the ``openai`` client; nothing here logs or returns them.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import openai
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tenacity import (
     RetryError,
     Retrying,
@@ -50,6 +60,7 @@ from tqdm.auto import tqdm
 
 from .json_extract import JSONExtractionError, extract_json
 from .llm_cache import CachedCall, LLMCallCache, call_key
+from .llm_endpoints import EndpointPool, NoEndpointLeftError
 from .llm_server import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -60,6 +71,34 @@ DEFAULT_REASK = (
 )
 
 
+class EndpointSettings(BaseModel):
+    """One entry of ``llm.endpoints``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    max_concurrency: int | None = Field(None, ge=1, description="calls at once; default llm.max_concurrency")
+    model: str | None = Field(None, description="model name at this endpoint; default llm.model")
+    api_key_env: str | None = None
+
+
+class ServerSettings(BaseModel):
+    """``llm.server``: the embedded server (used only when neither ``base_url`` nor ``endpoints`` is set)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["auto", "llama_server", "llama_cpp_python"] = "auto"
+    binary: str | None = None
+    parallel: int | None = Field(None, ge=1, description="llama_server slots; default llm.max_concurrency")
+    n_ctx: int = Field(4096, ge=256, description="context of one slot")
+    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = 0
+    cache_reuse: int = Field(256, ge=0)
+    request_timeout: float | None = Field(None, gt=0, description="llama_server --timeout; default llm.timeout")
+    startup_timeout: float = Field(180.0, gt=0)
+    extra_args: list[str] = Field(default_factory=list)
+
+
 class LLMSettings(BaseModel):
     """The ``llm:`` parameter block (``conf/base/parameters_llm.yml``); unknown keys are rejected."""
 
@@ -67,8 +106,12 @@ class LLMSettings(BaseModel):
 
     model: str
     base_url: str | None = None
+    endpoints: list[EndpointSettings] | None = None
+    cache_identity: str | None = Field(
+        None, description="the model identity cached calls are keyed on; default derived from model (and base_url)"
+    )
     api_key_env: str | None = "OPENAI_API_KEY"
-    server: dict[str, Any] = Field(default_factory=dict)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_tokens: int = Field(512, ge=1)
@@ -84,18 +127,85 @@ class LLMSettings(BaseModel):
     )
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
+    endpoint_max_failures: int = Field(
+        3, ge=1, description="consecutive transport failures that take one of several endpoints out"
+    )
     structured_output: Literal["auto", "json_schema", "json_object", "plain"] = "auto"
+    retry_failed: bool = Field(
+        False, description="ask again for tasks whose cached answers all failed validation (and replace them)"
+    )
     cache_dir: str = "data/02_intermediate/llm_cache"
     show_progress: bool = True
 
+    @model_validator(mode="after")
+    def _one_kind_of_endpoint(self) -> LLMSettings:
+        if self.base_url and self.endpoints:
+            raise ValueError("set either llm.base_url (one endpoint) or llm.endpoints (several), not both")
+        return self
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.base_url or self.endpoints)
+
     def resolved_structured_output(self) -> str:
+        """``auto``: ``json_object`` + schema for the embedded server (llama.cpp's grammar on both backends;
+        llama-cpp-python refuses ``json_schema``), ``json_schema`` for remote endpoints."""
         if self.structured_output != "auto":
             return self.structured_output
-        return "json_schema" if self.base_url else "json_object"
+        return "json_schema" if self.remote else "json_object"
 
 
 class LLMUnavailableError(RuntimeError):
     """The endpoint stayed unreachable (or kept answering 429/5xx) past the retry budget, or refused us."""
+
+
+class MalformedResponseError(Exception):
+    """An HTTP answer that is not an OpenAI chat completion (transport-level garbage; retried, never cached)."""
+
+    def __init__(self, base_url: str, status: int, content_type: str, body: bytes, reason: str) -> None:
+        self.base_url = base_url
+        self.status_code_seen = status
+        self.body_start = body[:200].decode("utf-8", errors="replace")
+        super().__init__(
+            f"{base_url} answered HTTP {status} ({content_type or 'no content type'}) with something that is not "
+            f"an OpenAI chat completion: {reason}; the body starts with {self.body_start!r}"
+        )
+
+
+def parse_chat_completion(response: Any, base_url: str) -> tuple[str, int, int]:
+    """(content, prompt_tokens, completion_tokens) of an HTTP answer, or :class:`MalformedResponseError`.
+
+    ``response`` is the HTTP response under the ``openai`` client (``with_raw_response``): anything with
+    ``status_code``, ``headers`` and ``content``.
+
+    Checked here, not by the ``openai`` package: it returns a text/plain body as a ``str`` and raises a bare
+    ``JSONDecodeError`` on a JSON content type with a non-JSON body, and accepts ``{"choices": []}``.
+    """
+    body = response.content
+    content_type = response.headers.get("content-type", "")
+
+    def malformed(reason: str) -> MalformedResponseError:
+        return MalformedResponseError(base_url, response.status_code, content_type, body, reason)
+
+    if "json" not in content_type.lower():
+        raise malformed("the content type is not JSON")
+    try:
+        data = json.loads(body)
+    except ValueError as error:
+        raise malformed(f"the body is not JSON ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise malformed("no `choices` list")
+    if not data["choices"]:
+        raise malformed("`choices` is empty")
+    choice = data["choices"][0]
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        raise malformed("`choices[0]` has no `message`")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise malformed("`choices[0].message.content` is not a string")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return content or "", int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 class _NeedsNetwork(Exception):
@@ -138,6 +248,7 @@ class LLMUsage:
     reasks: int = 0
     transport_retries: int = 0
     failures: int = 0
+    refreshed: int = 0  # calls made again for answers that had failed validation (retry_failed)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
@@ -160,7 +271,7 @@ class LLMUsage:
 
 
 def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, openai.APIConnectionError | openai.APITimeoutError):  # includes ConnectionError
+    if isinstance(error, openai.APIConnectionError | openai.APITimeoutError | MalformedResponseError):
         return True
     if isinstance(error, openai.APIStatusError):
         return error.status_code == 429 or error.status_code >= 500
@@ -168,18 +279,23 @@ def _is_transient(error: BaseException) -> bool:
 
 
 class LLMClient:
-    """Runs :class:`ChatTask` lists against one endpoint, through the cache.
+    """Runs :class:`ChatTask` lists against one or several endpoints, through the cache.
 
-    ``identity`` names the model behind the endpoint for the cache (see
-    :func:`~synalign_kedro.core.llm_server.resolve_endpoint`); ``endpoint_factory`` is called at most once,
-    from the thread that calls :meth:`run`, and only when a call is not cached.
+    ``identity`` names the model behind the endpoint(s) for the cache (see :func:`cache_identity`);
+    ``endpoint_factory`` returns one :class:`Endpoint` or a list of them; it is called at most once, from
+    the thread that calls :meth:`run`, and only when a call is not cached. At most the endpoints' combined
+    concurrency (each endpoint's ``max_concurrency``, else ``llm.max_concurrency``) calls run at once.
     """
+
+    # a failed answer asked again under retry_failed gets seed + this * (attempt - 1): small models repeat
+    # their answer for the same seed
+    REFRESH_SEED_STRIDE = 7_919
 
     def __init__(
         self,
         settings: LLMSettings,
         identity: str,
-        endpoint_factory: Callable[[], Endpoint],
+        endpoint_factory: Callable[[], Endpoint | list[Endpoint]],
         cache: LLMCallCache,
         reask_template: str = DEFAULT_REASK,
     ) -> None:
@@ -187,7 +303,7 @@ class LLMClient:
         self.identity = identity
         self._endpoint_factory = endpoint_factory
         self._endpoint: Endpoint | None = None
-        self._openai: openai.OpenAI | None = None
+        self._pool: EndpointPool | None = None
         self.cache = cache
         self.reask_template = reask_template
         self.mode = settings.resolved_structured_output()
@@ -215,30 +331,50 @@ class LLMClient:
         return sampling
 
     def _ensure_endpoint(self) -> None:
-        if self._openai is not None:
+        if self._pool is not None:
             return
-        self._endpoint = self._endpoint_factory()
-        if self._endpoint.identity != self.identity:
-            logger.warning(
-                "Endpoint identity %s differs from the cache identity %s",
-                self._endpoint.identity,
-                self.identity,
-            )
-        self._openai = openai.OpenAI(
-            base_url=self._endpoint.base_url,
-            api_key=self._endpoint.api_key,
+        resolved = self._endpoint_factory()
+        endpoints = list(resolved) if isinstance(resolved, list | tuple) else [resolved]
+        for endpoint in endpoints:
+            if endpoint.identity != self.identity:
+                logger.warning(
+                    "Endpoint identity %s differs from the cache identity %s", endpoint.identity, self.identity
+                )
+        self._endpoint = endpoints[0]
+        self._pool = EndpointPool(
+            endpoints,
+            default_concurrency=self.settings.max_concurrency,
             timeout=self.settings.timeout,
-            max_retries=0,  # retries are ours (bounded, with jitter, counted)
+            max_failures=self.settings.endpoint_max_failures,
         )
 
+    @property
+    def endpoints_report(self) -> list[dict]:
+        """Calls and failures per endpoint (empty when every call came from the cache)."""
+        return self._pool.report() if self._pool is not None else []
+
+    def _request(self, state, messages: list[dict], sampling: dict) -> tuple[str, int, int]:
+        extra = {key: sampling[key] for key in ("response_format", "top_p") if key in sampling}
+        raw = state.client.chat.completions.with_raw_response.create(
+            model=state.endpoint.model,
+            messages=messages,
+            temperature=sampling["temperature"],
+            max_tokens=sampling["max_tokens"],
+            seed=sampling["seed"],
+            **extra,
+        )
+        return parse_chat_completion(raw.http_response, state.endpoint.base_url)
+
     def _network_call(self, messages: list[dict], sampling: dict, usage: LLMUsage) -> CachedCall:
-        assert self._openai is not None and self._endpoint is not None
+        assert self._pool is not None
         settings = self.settings
+        last_url: list[str] = [self._endpoint.base_url if self._endpoint else "?"]
 
         def count_retry(state) -> None:
             usage.transport_retries += 1
             logger.warning(
-                "LLM call failed (%s); retry %d in %.1f s",
+                "LLM call to %s failed (%s); retry %d in %.1f s",
+                last_url[0],
                 _describe(state.outcome.exception()),
                 state.attempt_number,
                 state.next_action.sleep if state.next_action else 0.0,
@@ -256,63 +392,77 @@ class LLMClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    extra = {}
-                    if "response_format" in sampling:
-                        extra["response_format"] = sampling["response_format"]
-                    if "top_p" in sampling:
-                        extra["top_p"] = sampling["top_p"]
-                    response = self._openai.chat.completions.create(
-                        model=self._endpoint.model,
-                        messages=messages,
-                        temperature=sampling["temperature"],
-                        max_tokens=sampling["max_tokens"],
-                        seed=sampling["seed"],
-                        **extra,
-                    )
+                    endpoint = self._pool.acquire()
+                    last_url[0] = endpoint.endpoint.base_url
+                    try:
+                        text, prompt_tokens, completion_tokens = self._request(endpoint, messages, sampling)
+                    except BaseException as error:
+                        self._pool.release(endpoint, error, counts=_is_transient(error))
+                        raise
+                    self._pool.release(endpoint)
         except RetryError as error:  # pragma: no cover - reraise=True makes tenacity raise the last error
             raise LLMUnavailableError(str(error)) from error
+        except NoEndpointLeftError as error:
+            raise LLMUnavailableError(
+                f"{error}. {len(self.cache)} finished calls are kept in {self.cache.path}; re-run to resume."
+            ) from error
         except Exception as error:
             if _is_transient(error):
                 hint = (
-                    f" Requests took longer than llm.timeout={settings.timeout:.0f} s: raise it (a busy CPU slows the "
-                    "embedded server, which also keeps generating the answers it no longer delivers)."
+                    f" Requests took longer than llm.timeout={settings.timeout:.0f} s: raise it, or lower "
+                    "llm.max_tokens (the embedded llama-server stops an answer whose request was abandoned)."
                     if isinstance(error, openai.APITimeoutError)
                     else ""
                 )
                 raise LLMUnavailableError(
-                    f"LLM endpoint {self.identity} kept failing ({_describe(error)}) after "
+                    f"LLM endpoint {last_url[0]} ({self.identity}) kept failing ({_describe(error)}) after "
                     f"{settings.transport_retries} attempts / {settings.transport_budget_s:.0f} s of retries.{hint} "
                     f"{len(self.cache)} finished calls are kept in {self.cache.path}; re-run to resume."
                 ) from error
             raise
-        seconds = time.perf_counter() - started
-        choice = response.choices[0] if response.choices else None
-        text = (choice.message.content if choice and choice.message else None) or ""
-        prompt_tokens = int(getattr(response.usage, "prompt_tokens", 0) or 0) if response.usage else 0
-        completion_tokens = int(getattr(response.usage, "completion_tokens", 0) or 0) if response.usage else 0
         return CachedCall(
-            text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, seconds=seconds
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            seconds=time.perf_counter() - started,
         )
 
-    def _complete(self, messages: list[dict], sampling: dict, usage: LLMUsage, network: bool) -> str:
+    def _answer(
+        self, task: ChatTask, messages: list[dict], sampling: dict, usage: LLMUsage, network: bool, refresh: bool
+    ) -> tuple[str, Any, str]:
+        """One answer (cached or asked) and its validation: (text, value or None, error or "").
+
+        ``refresh``: a cached answer that failed validation is asked again (new seed) and replaced.
+        """
         key = call_key(self.identity, messages, sampling)
         cached = self.cache.get(key)
         if cached is not None:
-            usage.cache_hits += 1
-            usage.cached_prompt_tokens += cached.prompt_tokens
-            usage.cached_completion_tokens += cached.completion_tokens
-            return cached.text
+            value, error = _validate(task, cached.text)
+            if not (refresh and error):
+                usage.cache_hits += 1
+                usage.cached_prompt_tokens += cached.prompt_tokens
+                usage.cached_completion_tokens += cached.completion_tokens
+                if cached.valid is None:  # stored before validity was recorded
+                    self.cache.mark(key, not error)
+                return cached.text, value, error
         if not network:
             raise _NeedsNetwork
-        call = self._network_call(messages, sampling, usage)
-        self.cache.put(key, self.identity, {"messages": messages, "sampling": sampling}, call)
+        attempts = cached.attempts + 1 if cached is not None else 1
+        asked = sampling if cached is None else {**sampling, "seed": sampling["seed"] + self.REFRESH_SEED_STRIDE * (attempts - 1)}
+        call = self._network_call(messages, asked, usage)
+        value, error = _validate(task, call.text)
+        # stored under the key of the logical call (the original seed), so later runs replay the new answer
+        self.cache.put(
+            key, self.identity, {"messages": messages, "sampling": asked}, replace(call, valid=not error, attempts=attempts)
+        )
         usage.calls += 1
+        usage.refreshed += int(cached is not None)
         usage.prompt_tokens += call.prompt_tokens
         usage.completion_tokens += call.completion_tokens
         usage.call_seconds += call.seconds
-        return call.text
+        return call.text, value, error
 
-    def _run_task(self, task: ChatTask, network: bool) -> tuple[TaskResult, LLMUsage]:
+    def _attempt_task(self, task: ChatTask, network: bool, refresh: bool) -> tuple[TaskResult, LLMUsage]:
         usage = LLMUsage(tasks=1)
         sampling = self._sampling(task)
         messages = [dict(m) for m in task.messages]
@@ -323,26 +473,13 @@ class LLMClient:
                 usage.reasks += 1
                 sampling = {**sampling, "seed": self.settings.seed + task.seed_offset + 1_000_003 * attempt}
             try:
-                text = self._complete(messages, sampling, usage, network)
-            except (
-                openai.BadRequestError
-            ) as bad_request:  # e.g. the prompt exceeds the context: not retryable
+                text, value, error = self._answer(task, messages, sampling, usage, network, refresh)
+            except openai.BadRequestError as bad_request:  # e.g. the prompt exceeds the context: not retryable
                 error = f"request refused: {_describe(bad_request)}"
                 break
             raws.append(text)
-            try:
-                value = task.validate(extract_json(text))
+            if not error:
                 return TaskResult(task.task_id, True, value, raws), usage
-            except (
-                JSONExtractionError,
-                ValidationError,
-                ValueError,
-                TypeError,
-                KeyError,
-                IndexError,
-                AttributeError,
-            ) as invalid:  # wrong shape
-                error = _short_error(invalid)
             messages = messages + [
                 {"role": "assistant", "content": text[:4000]},
                 {"role": "user", "content": self.reask_template.format(error=error)},
@@ -350,6 +487,15 @@ class LLMClient:
         usage.failures += 1
         logger.info("Task %s failed after %d answer(s): %s", task.task_id, len(raws), error)
         return TaskResult(task.task_id, False, None, raws, error), usage
+
+    def _run_task(self, task: ChatTask, network: bool) -> tuple[TaskResult, LLMUsage]:
+        result, usage = self._attempt_task(task, network, refresh=False)
+        if result.ok or not self.settings.retry_failed or usage.calls:
+            return result, usage
+        # every answer came from the cache and the task failed: ask again (retry_failed)
+        if not network:
+            raise _NeedsNetwork
+        return self._attempt_task(task, network, refresh=True)
 
     # ----------------------------------------------------------------- batch
     def run(self, tasks: list[ChatTask], description: str = "llm") -> tuple[list[TaskResult], LLMUsage]:
@@ -394,11 +540,13 @@ class LLMClient:
             bar.update(1)
             bar.set_postfix(tok_s=f"{total.tokens_per_second:.1f}", failed=total.failures, refresh=False)
 
-        if self.settings.max_concurrency == 1:
+        workers = min(self._pool.capacity, len(pending))
+        if workers <= 1:
             for index in pending:
                 record(*work(index))
             return
-        with ThreadPoolExecutor(max_workers=self.settings.max_concurrency, thread_name_prefix="llm") as pool:
+        # the pool hands out endpoint slots; the threads only need to keep every slot busy
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
             futures = {pool.submit(work, index) for index in pending}
             while futures:
                 done, futures = wait(futures, return_when=FIRST_EXCEPTION)
@@ -410,12 +558,32 @@ class LLMClient:
                     record(*future.result())
 
 
+_INVALID_ANSWER = (
+    JSONExtractionError,
+    ValidationError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+)
+
+
+def _validate(task: ChatTask, text: str) -> tuple[Any, str]:
+    """(value, "") when ``text`` passes the task's validation, else (None, the short error for a re-ask)."""
+    try:
+        return task.validate(extract_json(text)), ""
+    except _INVALID_ANSWER as invalid:  # wrong shape
+        return None, _short_error(invalid) or type(invalid).__name__
+
+
 def _describe(error: BaseException | None) -> str:
     if error is None:
         return "unknown error"
     status = getattr(error, "status_code", None)
     name = type(error).__name__
-    message = str(error).splitlines()[0][:200] if str(error) else ""
+    limit = 600 if isinstance(error, MalformedResponseError) else 200  # keep the quoted body whole
+    message = str(error).splitlines()[0][:limit] if str(error) else ""
     return f"{name} {status}: {message}" if status else f"{name}: {message}"
 
 
@@ -435,19 +603,29 @@ def cache_identity(llm: dict | LLMSettings) -> str:
     """The cache identity of the endpoint the ``llm`` parameters name, without starting any server.
 
     Matches ``Endpoint.identity`` from :func:`~synalign_kedro.core.llm_server.resolve_endpoint`:
-    ``remote:<base_url>#<model>`` or ``embedded:<file name>@<sha256[:16]>`` (embedded catalogue models use
-    their pinned checksum, so no file is hashed; a GGUF path is hashed once).
+
+    - ``llm.cache_identity`` when set (e.g. to share a cache between deployments of one model);
+    - ``llm.endpoints`` (several endpoints): the model, never a URL, so a run resumed against other
+      endpoints replays every finished call: the embedded identity below when ``model`` is an embedded
+      catalogue key (remote llama-servers of the same GGUF share the local runs' cache), else
+      ``remote:<model>``;
+    - ``llm.base_url``: ``remote:<base_url>#<model>`` (unchanged, so existing caches keep replaying);
+    - the embedded server: ``embedded:<file name>@<sha256[:16]>`` (catalogue models use their pinned
+      checksum, so no file is hashed; a GGUF path is hashed once), the same for both server backends.
     """
     settings = llm if isinstance(llm, LLMSettings) else LLMSettings.model_validate(llm)
-    if settings.base_url:
-        return f"remote:{settings.base_url.rstrip('/')}#{settings.model}"
+    if settings.cache_identity:
+        return settings.cache_identity
     from .llm_server import model_identity
     from .models import EMBEDDED_LLMS, resolve_llm_path
 
     embedded = EMBEDDED_LLMS.get(settings.model)
-    if embedded is not None and embedded.sha256:
-        return f"embedded:{embedded.filename}@{embedded.sha256[:16]}"
-    return f"embedded:{model_identity(resolve_llm_path(settings.model))}"
+    pinned = f"embedded:{embedded.filename}@{embedded.sha256[:16]}" if embedded and embedded.sha256 else None
+    if settings.endpoints:
+        return pinned or f"remote:{settings.model}"
+    if settings.base_url:
+        return f"remote:{settings.base_url.rstrip('/')}#{settings.model}"
+    return pinned or f"embedded:{model_identity(resolve_llm_path(settings.model))}"
 
 
 def open_cache(settings: LLMSettings) -> LLMCallCache:

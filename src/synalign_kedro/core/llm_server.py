@@ -1,9 +1,21 @@
 """Lifecycle of the embedded LLM: a llama.cpp OpenAI-compatible server on 127.0.0.1.
 
-All LLM traffic in the project goes through the ``openai`` client against an :class:`Endpoint`; the
-embedded default is a ``llama_cpp.server`` process started here on a free loopback port, ready-polled on
-``/v1/models``, and stopped with its whole process group when the run ends, fails or is interrupted
-(the Kedro hook calls :func:`stop_all`; ``atexit`` and a parent-death signal cover the rest).
+All LLM traffic in the project goes through the ``openai`` client against an :class:`Endpoint`. The
+embedded model is served by one of two backends (``llm.server.backend``), started here on a free loopback
+port, ready-polled on ``/v1/models``, and stopped with its whole process group when the run ends, fails or
+is interrupted (the Kedro hook calls :func:`stop_all`; ``atexit`` and a parent-death signal cover the rest):
+
+- ``llama_server`` (default when the binary is there): llama.cpp's own ``llama-server``, built from source
+  by ``make llama-server`` into ``.venv/bin``. ``parallel`` slots with continuous batching (the client sends
+  that many calls at once), a per-slot context of ``n_ctx``, prompt caching with ``--cache-reuse`` so the
+  shared prompt prefix is not recomputed, llama.cpp's JSON-schema grammar for ``response_format``
+  (``json_object`` + schema and ``json_schema`` alike), no busy-polling threads (``--poll 0``: on a shared
+  CPU the default spin showed as half the time in the kernel), and a request that the client abandons
+  (timeout, interrupted run) is cancelled when its connection closes; ``--timeout`` bounds a stuck
+  connection.
+- ``llama_cpp_python``: ``python -m llama_cpp.server`` from llama-cpp-python, one request at a time (its
+  endpoints carry ``max_concurrency=1`` so the client does not queue calls that would time out waiting).
+- ``auto``: ``llama_server`` when the binary is found, else ``llama_cpp_python`` (with a warning).
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +60,7 @@ class Endpoint:
     model: str
     identity: str
     api_key: str = field(default="sk-no-key-required", repr=False)
+    max_concurrency: int = 0  # calls this endpoint serves at once; 0 = the client's llm.max_concurrency
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -145,17 +159,18 @@ class LlamaCppServer:
         deadline = time.monotonic() + self.startup_timeout
         url = f"{self.base_url}/models"
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if (code := self.process.poll()) is not None:
                 tail = self.log_tail()
                 self.process = None
                 raise LLMServerError(
-                    f"llama.cpp server for {self.model_path.name} exited during start-up "
-                    f"(code {self.process.returncode if self.process else '?'}); last log lines:\n{tail}"
+                    f"llama.cpp server ({self.command()[0]}) for {self.model_path.name} exited during start-up "
+                    f"(code {code}); last log lines:\n{tail}"
                 )
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     payload = json.loads(response.read())
-                    if any(m.get("id") == self.alias for m in payload.get("data", [])):
+                    models = payload.get("data", []) if isinstance(payload, dict) else []
+                    if any(self.alias in (m.get("id"), *(m.get("aliases") or ())) for m in models):
                         logger.info("llama.cpp server ready on %s", self.base_url)
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError, OSError):
@@ -203,6 +218,66 @@ class LlamaCppServer:
         self.stop()
 
 
+def find_llama_server(binary: str | Path | None = None) -> Path | None:
+    """The ``llama-server`` binary: ``binary`` if given, else ``$LLAMA_SERVER_BIN``, the venv's ``bin``
+    (where ``make llama-server`` installs it), then ``PATH``. None when there is none."""
+    candidates = [binary] if binary else [
+        os.environ.get("LLAMA_SERVER_BIN"),
+        Path(sys.executable).parent / "llama-server",
+        Path(sys.prefix) / "bin" / "llama-server",
+        shutil.which("llama-server"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    if binary:
+        raise LLMServerError(f"llama-server binary {binary} does not exist or is not executable")
+    return None
+
+
+class LlamaServer(LlamaCppServer):
+    """llama.cpp's own ``llama-server`` (parallel slots, continuous batching, prefix cache) in its own
+    process group. ``n_ctx`` is the context of one slot; the server gets ``n_ctx * parallel`` in all."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        alias: str,
+        binary: str | Path,
+        parallel: int = 4,
+        cache_reuse: int = 256,
+        request_timeout: float = 600.0,
+        extra_args: list[str] | tuple[str, ...] = (),
+        **kwargs,
+    ) -> None:
+        super().__init__(model_path, alias, **kwargs)
+        self.binary = Path(binary)
+        self.parallel = max(1, int(parallel))
+        self.cache_reuse = int(cache_reuse)
+        self.request_timeout = request_timeout
+        self.extra_args = [str(a) for a in extra_args]
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "--model", str(self.model_path),
+            "--alias", self.alias,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--ctx-size", str(self.n_ctx * self.parallel),
+            "--parallel", str(self.parallel),
+            "--cont-batching",
+            "--cache-reuse", str(self.cache_reuse),
+            "--threads", str(self.n_threads),
+            "--threads-batch", str(self.n_threads),
+            "--poll", "0",
+            "--n-gpu-layers", str(self.n_gpu_layers),
+            "--timeout", str(int(self.request_timeout)),
+            "--no-webui",
+            *self.extra_args,
+        ]  # fmt: skip
+
+
 _SERVERS: dict[tuple, LlamaCppServer] = {}
 _IDENTITIES: dict[str, str] = {}
 _LOCK = threading.Lock()
@@ -216,6 +291,31 @@ def model_identity(model_path: Path) -> str:
     return _IDENTITIES[key]
 
 
+BACKENDS = ("auto", "llama_server", "llama_cpp_python")
+
+
+def resolve_backend(backend: str = "auto", binary: str | Path | None = None) -> tuple[str, Path | None]:
+    """(backend, llama-server binary or None) for ``llm.server.backend``; see the module docstring."""
+    if backend not in BACKENDS:
+        raise LLMServerError(f"llm.server.backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "llama_cpp_python":
+        return backend, None
+    found = find_llama_server(binary)
+    if found is not None:
+        return "llama_server", found
+    if backend == "llama_server":
+        raise LLMServerError(
+            "llm.server.backend is llama_server but no llama-server binary was found (looked at $LLAMA_SERVER_BIN, "
+            f"{Path(sys.executable).parent / 'llama-server'} and PATH): build it with `make llama-server` "
+            "(about 11 minutes on 2 cores, once), set llm.server.binary, or use backend llama_cpp_python"
+        )
+    logger.warning(
+        "No llama-server binary (build it with `make llama-server`): serving the embedded model with "
+        "llama-cpp-python's server, one request at a time"
+    )
+    return "llama_cpp_python", None
+
+
 def embedded_endpoint(
     model: str,
     n_ctx: int = 4096,
@@ -223,22 +323,41 @@ def embedded_endpoint(
     n_gpu_layers: int = 0,
     startup_timeout: float = 180.0,
     cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    backend: str = "auto",
+    parallel: int = 1,
+    binary: str | Path | None = None,
+    cache_reuse: int = 256,
+    request_timeout: float = 600.0,
+    extra_args: list[str] | tuple[str, ...] = (),
 ) -> Endpoint:
     """Start (or reuse) the process-wide embedded server for ``model`` and return its endpoint.
 
     ``model`` is an embedded model key (see :data:`synalign_kedro.core.models.EMBEDDED_LLMS`) or a path to
-    a GGUF file. Servers started here are stopped by :func:`stop_all` (the Kedro hook and ``atexit``).
+    a GGUF file. ``backend`` and the ``llama_server`` options are described in the module docstring; the
+    endpoint's ``max_concurrency`` is the number of slots (1 for ``llama_cpp_python``). Servers started here
+    are stopped by :func:`stop_all` (the Kedro hook and ``atexit``).
     """
     path = resolve_llm_path(model, cache_dir)
-    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers)
+    chosen, found = resolve_backend(backend, binary)
+    slots = max(1, int(parallel)) if chosen == "llama_server" else 1
+    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers, chosen, slots, tuple(extra_args))
     with _LOCK:
         server = _SERVERS.get(key)
         if server is None or not server.running:
             alias = Path(model).stem if model.endswith(".gguf") else model
-            server = LlamaCppServer(path, alias, n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers, startup_timeout=startup_timeout)
+            common = {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers, "startup_timeout": startup_timeout}
+            if chosen == "llama_server":
+                server = LlamaServer(
+                    path, alias, found, parallel=slots, cache_reuse=cache_reuse, request_timeout=request_timeout,
+                    extra_args=extra_args, **common,
+                )  # fmt: skip
+            else:
+                server = LlamaCppServer(path, alias, **common)
             server.start()
             _SERVERS[key] = server
-        return Endpoint(base_url=server.base_url, model=server.alias, identity=f"embedded:{model_identity(path)}")
+        return Endpoint(
+            base_url=server.base_url, model=server.alias, identity=f"embedded:{model_identity(path)}", max_concurrency=slots
+        )
 
 
 def stop_all() -> None:
@@ -262,14 +381,53 @@ def register_api_key(api_key: str | None) -> None:
     _API_KEY = api_key
 
 
-def remote_endpoint(base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY") -> Endpoint:
+def remote_endpoint(
+    base_url: str,
+    model: str,
+    api_key_env: str | None = "OPENAI_API_KEY",
+    max_concurrency: int = 0,
+    identity: str | None = None,
+) -> Endpoint:
     """An endpoint for OpenAI, vLLM, Ollama, ...: the key comes from credentials, else from ``api_key_env``."""
     api_key = _API_KEY or (os.environ.get(api_key_env) if api_key_env else None) or "sk-no-key-required"
-    return Endpoint(base_url=base_url.rstrip("/"), model=model, identity=f"remote:{base_url.rstrip('/')}#{model}", api_key=api_key)
+    return Endpoint(
+        base_url=base_url.rstrip("/"),
+        model=model,
+        identity=identity or f"remote:{base_url.rstrip('/')}#{model}",
+        api_key=api_key,
+        max_concurrency=max_concurrency,
+    )
 
 
-def resolve_endpoint(llm: dict) -> Endpoint:
-    """Endpoint from the ``llm`` parameters: ``base_url`` empty means the embedded server for ``llm.model``."""
+def resolve_endpoints(llm: dict) -> list[Endpoint]:
+    """Every endpoint the ``llm`` parameters name (see :func:`resolve_endpoint`), as a list."""
+    endpoint = resolve_endpoint(llm)
+    return endpoint if isinstance(endpoint, list) else [endpoint]
+
+
+def resolve_endpoint(llm: dict) -> Endpoint | list[Endpoint]:
+    """Endpoint(s) from the ``llm`` parameters.
+
+    - ``endpoints`` (a list of ``{base_url, max_concurrency, model?, api_key_env?}``): a list of remote
+      endpoints serving the same model; they share one cache identity (``cache_identity``), not their URLs;
+    - else ``base_url``: one remote endpoint;
+    - else the embedded server for ``llm.model`` (``llm.server``: backend, parallel slots, ...), whose
+      slots default to ``llm.max_concurrency``.
+    """
+    if llm.get("endpoints"):
+        from .llm_client import cache_identity  # the one place the identity of a parameter block is defined
+
+        identity = cache_identity(llm)
+        return [
+            remote_endpoint(
+                entry["base_url"],
+                entry.get("model") or llm["model"],
+                entry.get("api_key_env", llm.get("api_key_env", "OPENAI_API_KEY")),
+                max_concurrency=int(entry.get("max_concurrency") or llm.get("max_concurrency") or 1),
+                identity=identity,
+            )
+            for entry in llm["endpoints"]
+        ]
     if llm.get("base_url"):
         return remote_endpoint(llm["base_url"], llm["model"], llm.get("api_key_env", "OPENAI_API_KEY"))
     server = llm.get("server") or {}
@@ -279,4 +437,10 @@ def resolve_endpoint(llm: dict) -> Endpoint:
         n_threads=server.get("n_threads"),
         n_gpu_layers=int(server.get("n_gpu_layers", 0)),
         startup_timeout=float(server.get("startup_timeout", 180)),
+        backend=str(server.get("backend", "auto")),
+        parallel=int(server.get("parallel") or llm.get("max_concurrency") or 1),
+        binary=server.get("binary"),
+        cache_reuse=int(server.get("cache_reuse", 256)),
+        request_timeout=float(server.get("request_timeout") or llm.get("timeout") or 600),
+        extra_args=tuple(server.get("extra_args") or ()),
     )

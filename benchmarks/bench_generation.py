@@ -1,0 +1,200 @@
+"""Benchmark of generation throughput (issue 12): today's server against llama.cpp's ``llama-server``.
+
+    python benchmarks/bench_generation.py                       # 1.5B, 64 SynAlign samples, 4 slots
+    python benchmarks/bench_generation.py --model qwen2.5-coder-0.5b-instruct --only new
+    python benchmarks/bench_generation.py --slots 8 --n-samples 48
+
+The same model and the same fixed set of real generation tasks run against each server in one process,
+one after the other (each server alone on the machine, a fresh empty call cache each, so nothing is
+replayed): SynAlign's two-stage calls on the shipped SST-2 sample (stage 1: one attribute summary per
+demonstration batch, eq. 6; stage 2: ``n_per_call`` samples per summary, eq. 7), built by the project's
+own ``core.generation.generate_pool`` with the project's prompts, validation and re-asks
+(``conf/base/parameters_llm.yml``: ``max_retries``, ``max_tokens``, temperature, seed).
+
+- ``old``: llama-cpp-python's server (``server.backend: llama_cpp_python``), one request at a time
+  (``max_concurrency: 1``): what the project ran before.
+- ``new``: ``llama-server`` built by ``make llama-server`` with ``--slots`` parallel slots, continuous
+  batching and prefix caching, driven with ``max_concurrency`` = slots.
+
+Demonstration batches: the exploration pipeline picks them with embeddings and a GP; to keep this benchmark
+about serving, batches of ``max_demonstrations`` texts per label are drawn with a fixed seed from
+``data/01_raw/sst2/train.csv`` (both servers get the same ones).
+
+Printed per server: wall seconds (generation only, the server already up), valid samples/s (rows of the
+pool: validated, deduplicated), completion tokens/s (all completion tokens / wall), the share of answers
+that validate ((tasks - failed tasks) / answers), calls and re-asks; then the ratio. Last line: JSON with
+``valid_samples_per_s_old``, ``valid_samples_per_s_new``, ``speedup``, ``valid_share_old``,
+``valid_share_new`` and the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from synalign_kedro.core import llm_server
+from synalign_kedro.core.generation import MethodConfig, generate_pool, merge_prompts
+from synalign_kedro.core.llm_client import LLMClient, LLMSettings, cache_identity, open_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ROOT / "conf" / "base"
+
+
+def _yaml(name: str) -> dict:
+    return yaml.safe_load((BASE / name).read_text())
+
+
+def demonstration_batches(real_train: pd.DataFrame, per_batch: int, per_label: int, seed: int) -> pd.DataFrame:
+    """Fixed demonstration batches: ``per_label`` batches of ``per_batch`` texts per label (seeded)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label in sorted(real_train["label"].astype(str).unique()):
+        texts = real_train.loc[real_train["label"].astype(str) == label, "text"].astype(str).to_numpy()
+        chosen = rng.choice(len(texts), size=min(len(texts), per_batch * per_label), replace=False)
+        for index in range(per_label):
+            batch = [texts[i] for i in chosen[index * per_batch : (index + 1) * per_batch]]
+            if batch:
+                rows.append({"batch_id": len(rows), "label": label, "texts": batch, "variance_at_selection": 0.0})
+    return pd.DataFrame(rows)
+
+
+def run_one(name: str, llm: dict, inputs: dict) -> dict:
+    """Start the server, generate (timed), stop the server; the numbers of one side."""
+    settings = LLMSettings.model_validate(llm)
+    started = time.perf_counter()
+    endpoint = llm_server.resolve_endpoint(llm)  # starts the server: not part of the generation time
+    startup = time.perf_counter() - started
+    cache = open_cache(settings)
+    load_before = os.getloadavg()[0]
+    try:
+        client = LLMClient(settings, cache_identity(settings), lambda: endpoint, cache, inputs["prompts"].reask)
+        started = time.perf_counter()
+        pool, report = generate_pool(
+            client, inputs["config"], inputs["prompts"], inputs["profile"], inputs["real_train"], inputs["batches"]
+        )
+        wall = time.perf_counter() - started
+    finally:
+        cache.close()
+        llm_server.stop_all()
+    answers = report["calls"]
+    valid_answers = report["tasks"] - report["failed_tasks"]
+    result = {
+        "server": name,
+        "backend": llm["server"]["backend"],
+        "concurrency": llm["max_concurrency"],
+        "startup_s": round(startup, 1),
+        "wall_s": round(wall, 1),
+        "tasks": report["tasks"],
+        "answers": answers,
+        "reasks": report["reasks"],
+        "failed_tasks": report["failed_tasks"],
+        "cache_hits": report["cache_hits"],
+        "valid_samples": int(len(pool)),
+        "completion_tokens": report["completion_tokens"],
+        "prompt_tokens": report["prompt_tokens"],
+        "valid_samples_per_s": round(len(pool) / wall, 4),
+        "completion_tokens_per_s": round(report["completion_tokens"] / wall, 2),
+        "valid_share": round(valid_answers / answers, 3) if answers else 0.0,
+        "load_avg_1min_before": round(load_before, 2),
+        "load_avg_1min_after": round(os.getloadavg()[0], 2),
+    }
+    print(
+        f"{name:>3} ({result['backend']}, concurrency {result['concurrency']}): {wall:.0f} s, "
+        f"{result['valid_samples']} valid samples ({result['valid_samples_per_s']:.3f}/s), "
+        f"{result['completion_tokens']} completion tokens ({result['completion_tokens_per_s']:.1f}/s), "
+        f"{answers} answers for {result['tasks']} tasks ({result['reasks']} re-asks, {result['failed_tasks']} failed), "
+        f"valid share {result['valid_share']:.2f}, load {result['load_avg_1min_before']}->{result['load_avg_1min_after']}",
+        flush=True,
+    )
+    if result["cache_hits"]:
+        raise RuntimeError(f"{name}: {result['cache_hits']} cache hits in a fresh cache: the benchmark is not clean")
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="embedded model key or .gguf path (default: conf/base llm.model)")
+    parser.add_argument("--n-samples", type=int, default=64, help="SynAlign samples: n_samples / n_per_call calls per stage")
+    parser.add_argument("--slots", type=int, default=None, help="llama-server slots = concurrency (default: conf/base)")
+    parser.add_argument("--threads", type=int, default=None, help="server threads (default: all cores)")
+    parser.add_argument("--only", choices=["old", "new"], default=None, help="run one side only")
+    args = parser.parse_args()
+
+    llm_base = _yaml("parameters_llm.yml")["llm"]
+    generation = _yaml("parameters_generation.yml")["generation"]
+    profile = _yaml("parameters_dataset_sst2.yml")["dataset_sst2"]
+    prompts = merge_prompts(
+        _yaml("parameters_prompts_default.yml")["prompts_default"],
+        _yaml("parameters_prompts_sst2.yml").get("prompts_sst2"),
+    )
+    real_train = pd.read_csv(ROOT / profile["train_path"])
+    common = {key: value for key, value in generation.items() if key != "methods"}
+    config = MethodConfig.model_validate({**common, "seed": 42, "method": "synalign", "n_samples": args.n_samples})
+    n_calls = -(-config.n_samples // config.n_per_call)
+    batches = demonstration_batches(real_train, config.max_demonstrations, per_label=n_calls, seed=42)
+    inputs = {"config": config, "prompts": prompts, "profile": profile, "real_train": real_train, "batches": batches}
+
+    model = args.model or llm_base["model"]
+    slots = args.slots or int(llm_base["server"].get("parallel") or llm_base["max_concurrency"])
+    threads = args.threads or llm_base["server"].get("n_threads") or os.cpu_count()
+    header = {
+        "model": model,
+        "identity": cache_identity({"model": model}),
+        "method": "synalign",
+        "n_samples": config.n_samples,
+        "n_per_call": config.n_per_call,
+        "calls_per_stage": n_calls,
+        "max_tokens": llm_base["max_tokens"],
+        "max_retries": llm_base["max_retries"],
+        "threads": threads,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "llama_server": str(llm_server.find_llama_server()),
+    }
+    print("bench_generation:", json.dumps(header), flush=True)
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_generation_") as scratch:
+        for name, backend, concurrency in (("old", "llama_cpp_python", 1), ("new", "llama_server", slots)):
+            if args.only and args.only != name:
+                continue
+            llm = {
+                **llm_base,
+                "model": model,
+                "max_concurrency": concurrency,
+                "cache_dir": str(Path(scratch) / name),  # fresh and empty: nothing is replayed
+                "show_progress": False,
+                "server": {**llm_base["server"], "backend": backend, "parallel": concurrency, "n_threads": threads},
+            }
+            results[name] = run_one(name, llm, inputs)
+
+    summary = {**header}
+    for name, result in results.items():
+        for key in ("valid_samples_per_s", "completion_tokens_per_s", "valid_share", "wall_s", "valid_samples",
+                    "answers", "failed_tasks", "concurrency", "load_avg_1min_before", "load_avg_1min_after"):  # fmt: skip
+            summary[f"{key}_{name}"] = result[key]
+    if {"old", "new"} <= results.keys():
+        old, new = results["old"], results["new"]
+        summary["speedup"] = round(new["valid_samples_per_s"] / old["valid_samples_per_s"], 2) if old["valid_samples_per_s"] else None
+        summary["tokens_speedup"] = round(new["completion_tokens_per_s"] / old["completion_tokens_per_s"], 2)
+        print(
+            f"ratio new/old: valid samples/s x{summary['speedup']}, completion tokens/s x{summary['tokens_speedup']}; "
+            f"valid share {old['valid_share']:.2f} -> {new['valid_share']:.2f}",
+            flush=True,
+        )
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
