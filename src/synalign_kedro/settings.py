@@ -11,4 +11,5 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},  # conf/<env>/parameters_*.yml override single keys of base
 }

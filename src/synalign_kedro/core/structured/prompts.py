@@ -40,27 +40,32 @@ Rules:
 2. Follow the output format: {{"1": ["var1", "var2"], "2": ["var2", "var3"]}}
 3. Output valid JSON only."""
 
-PROPOSAL_TEMPLATE = """You simulate realistic {record_noun} records. The synthetic data so far misses the target \
-statistics; the guidance lists the under-represented cells (+gap, target and synthetic frequencies). The \
-synthetic data has {n_current} records; this round adds {n_samples}.
-
-Joint Guidance:
-{joint_guide}
-Marginal Guidance:
-{marginal_guide}
+# The paper's p_proposal sections (§5): output format, information (guidance, variables), rules. Here the parts
+# that never change come first and the guidance last, so llama.cpp reuses the cached prefix of the previous
+# iteration's prompt ([choice]: on a CPU, prompt evaluation is most of a call's time).
+PROPOSAL_TEMPLATE = """You simulate realistic {record_noun} records. Each round you write proposals: one category or \
+one [min, max] range per variable and a number of records (num) to draw from it, to fill the gaps between the \
+synthetic data and the target statistics.
 Variables:
 {data_desc}
 
 Output Format (JSON):
 {{"n_proposals": {n_proposals}, "proposal1": {{"reason": "...", "proposal": {{{example}}}, "num": 10}}, "proposal2": ...}}
-Rules: write {n_proposals} proposals whose num add up to {n_samples}.
+Rules:
 1. Stay within the guidance: target its largest gaps; do not invent beyond it.
 2. In reason, say briefly which guidance cells (with their frequencies) the proposal fills.
 3. Values come from the variable descriptions: a categorical value is one exact, case-sensitive candidate \
 string; a numeric value is a two-number list [min, max], e.g. a range from the guidance.
 4. One category or one range per variable in each proposal; include every variable.
 5. Give more samples (num) to larger gaps, and to cells shared by the joint and marginal guidance.
-6. Output the JSON only, no comments or markdown."""
+6. Output the JSON only, no comments or markdown.
+
+This round: the synthetic data has {n_current} records; write {n_proposals} proposals whose num add up to \
+{n_samples}. The guidance lists the under-represented cells (+gap, target and synthetic frequencies).
+Joint Guidance:
+{joint_guide}
+Marginal Guidance:
+{marginal_guide}"""
 
 
 @dataclass
