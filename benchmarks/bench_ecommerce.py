@@ -69,6 +69,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
     out = Path(args.out)
     llm_base = yaml.safe_load(Path(args.llm_params).read_text())["llm"]
     llm_base.update({"max_tokens": args.max_tokens, "timeout": args.timeout, "transport_budget_s": 2 * args.timeout, "show_progress": False, "cache_dir": str(ROOT / "data/02_intermediate/llm_cache")})
@@ -86,10 +88,10 @@ def main() -> None:
         llm = {**llm_base, "seed": int(llm_base.get("seed", 42)) + seed}
         timings = {}
         for name, make in (
-            ("independent_marginals", lambda: baselines.independent_marginals(target, args.n_records, seed)),
-            ("ipf", lambda: baselines.ipf(target, args.n_records, seed)),
-            ("gaussian_copula", lambda: baselines.gaussian_copula(real, ecommerce.VARIABLES, args.n_records, seed)),
-            ("reference_dgp", lambda: ecommerce.generate(args.n_records, 1000 + seed)),
+            ("independent_marginals", lambda seed=seed: baselines.independent_marginals(target, args.n_records, seed)),
+            ("ipf", lambda seed=seed: baselines.ipf(target, args.n_records, seed)),
+            ("gaussian_copula", lambda seed=seed: baselines.gaussian_copula(real, ecommerce.VARIABLES, args.n_records, seed)),
+            ("reference_dgp", lambda seed=seed: ecommerce.generate(args.n_records, 1000 + seed)),
         ):
             t0 = time.perf_counter()
             records = make()
@@ -130,10 +132,9 @@ def main() -> None:
     figure = convergence_figure(traces[0]) if traces else None
     if figure is not None:
         figure.savefig(out.with_suffix(".convergence.png"), dpi=110)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     meta = {
         "command": "PYTHONPATH=$PWD/src .venv/bin/python benchmarks/bench_ecommerce.py " + " ".join(sys.argv[1:]),
-        "commit": commit,
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "machine": f"{os.cpu_count()} CPU cores (shared)",

@@ -144,6 +144,6 @@ def test_discrepancy_is_signed_and_rendered_positive_first():
 def test_jsd_in_bits_against_the_formula():
     p, q = np.array([0.5, 0.5, 0.0]), np.array([0.0, 0.5, 0.5])
     m = (p + q) / 2
-    kl = lambda a, b: sum(x * np.log2(x / y) for x, y in zip(a, b) if x > 0)  # noqa: E731
+    kl = lambda a, b: sum(x * np.log2(x / y) for x, y in zip(a, b, strict=True) if x > 0)  # noqa: E731
     assert jsd(p, q) == pytest.approx(0.5 * kl(p, m) + 0.5 * kl(q, m))
     assert jsd(p, p) == pytest.approx(0.0)

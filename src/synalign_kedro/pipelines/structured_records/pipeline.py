@@ -8,7 +8,13 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
-from .nodes import build_target_statistics, evaluate_structured_records, generate_baseline, plot_convergence, synthesize_records
+from .nodes import (
+    build_target_statistics,
+    evaluate_structured_records,
+    generate_baseline,
+    plot_convergence,
+    synthesize_records,
+)
 
 BASELINES = ("independent_marginals", "ipf", "gaussian_copula", "llm_icl")
 
