@@ -22,8 +22,9 @@ def test_wiring_inputs_and_outputs():
 
 
 @pytest.mark.slow
-def test_kedro_run_env_test(tmp_path):
+def test_kedro_run_env_test(tmp_path, monkeypatch):
     root = scratch_project(tmp_path)
+    monkeypatch.chdir(root)  # mlflow.yml's sqlite:///mlflow.db is relative to the working directory
     run_kedro(root, env="test", pipeline="structured_records")
     data = root / "data"
     records = pd.read_parquet(data / "07_model_output/structured_records_llmsynthor.parquet")
