@@ -49,6 +49,24 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+TABLE_COLUMNS = ["rejection_rate", "age_w", "gender_tvd", "location_tvd", "category_tvd", "price_w", "payment_tvd",
+                 "jsd_age_gender_category", "jsd_category_price", "jsd_location_payment"]
+GAP_COLUMNS = ["age_gap", "category_gap", "price_gap", "gap_age_gender_category", "gap_category_price", "gap_location_payment"]
+TSTR_COLUMNS = ["tstr_discount_propensity_rf", "tstr_lifetime_value_band_lr", "tstr_lifetime_value_band_dt", "tstr_lifetime_value_band_rf"]
+
+
+def summary_table(csv: Path, columns: list[str]) -> str:
+    """Mean ± sd over seeds per method, as a markdown table (for docs/llmsynthor.md)."""
+    frame = pd.read_csv(csv)
+    order = ["llmsynthor", "llm_icl", "ipf", "independent_marginals", "gaussian_copula", "reference_dgp"]
+    lines = ["| method | seeds | n records | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
+    for method in [m for m in order if m in set(frame["method"])]:
+        part = frame[frame["method"] == method]
+        cells = [f"{part[c].mean():.3g} ± {part[c].std(ddof=0):.2g}" if c in part else "" for c in columns]
+        lines.append(f"| {method} | {len(part)} | {part['n_records'].mean():.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -66,7 +84,12 @@ def main() -> None:
     parser.add_argument("--llm-params", default=str(ROOT / "conf/base/parameters_llm.yml"))
     parser.add_argument("--out", default=str(ROOT / "docs/results/ecommerce.csv"))
     parser.add_argument("--checkpoint-dir", default=str(ROOT / "data/02_intermediate/structured_checkpoints_bench"))
+    parser.add_argument("--summarise", action="store_true", help="only print the markdown tables of --out")
     args = parser.parse_args()
+    if args.summarise:
+        for columns in (TABLE_COLUMNS, GAP_COLUMNS, TSTR_COLUMNS):
+            print(summary_table(Path(args.out), columns), end="\n\n")
+        return
 
     started = time.perf_counter()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
