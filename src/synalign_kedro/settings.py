@@ -21,4 +21,3 @@ CONFIG_LOADER_ARGS = {
     # generation setting.
     "merge_strategy": {"parameters": "soft"},
 }
-CONFIG_LOADER_ARGS["merge_strategy"] = {"parameters": "soft"}  # same line as the robust branch (conf/test lists only differences)
