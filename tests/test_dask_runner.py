@@ -119,6 +119,28 @@ def test_workers_outside_the_project_are_refused(cluster, tmp_path, monkeypatch)
         DaskRunner(address=cluster.scheduler_address).run(pipeline, DataCatalog({"x": MemoryDataset(1)}))
 
 
+def test_a_worker_with_its_own_endpoint_sends_its_nodes_llm_calls_there(monkeypatch):
+    from synalign_kedro.runners.dask_runner import WORKER_LLM_BASE_URL_ENV, _worker_llm_override
+
+    def catalog():
+        return DataCatalog({"params:llm": MemoryDataset({"model": "m", "base_url": None}), "params:other": MemoryDataset({"base_url": None})})
+
+    uses_llm = node(combine, ["params:llm", "params:other"], "out", name="uses_llm")
+    no_llm = node(combine, ["params:other", "params:other"], "out", name="no_llm")
+    unchanged = catalog()
+    _worker_llm_override(unchanged, uses_llm)  # a worker started without the variable: base settings
+    assert unchanged.load("params:llm") == {"model": "m", "base_url": None}
+
+    monkeypatch.setenv(WORKER_LLM_BASE_URL_ENV, "http://127.0.0.1:8000/v1")
+    overridden = catalog()
+    _worker_llm_override(overridden, uses_llm)
+    assert overridden.load("params:llm") == {"model": "m", "base_url": "http://127.0.0.1:8000/v1"}
+    assert overridden.load("params:other") == {"base_url": None}
+    untouched = catalog()
+    _worker_llm_override(untouched, no_llm)
+    assert untouched.load("params:llm")["base_url"] is None
+
+
 def test_a_bad_runner_argument_fails_before_the_run():
     with pytest.raises(ValueError, match="timeout"):
         DaskRunner(timeout=-1)

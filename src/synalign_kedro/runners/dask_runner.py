@@ -30,6 +30,7 @@ absolute, and the LLM and embedding caches are relative to the working directory
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -103,6 +104,18 @@ class _DaskDataset(AbstractDataset):
         return {"name": self._name}
 
 
+@contextlib.contextmanager
+def _replacing_datasets():
+    """The catalog warns about every dataset it replaces; the runner replaces some on purpose."""
+    catalog_logger = logging.getLogger("kedro.io.data_catalog")
+    level = catalog_logger.level
+    catalog_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        catalog_logger.setLevel(level)
+
+
 def _worker_llm_override(catalog: CatalogProtocol, node: Node) -> None:
     """Point this node's ``params:llm`` at the worker's own endpoint when the worker names one."""
     base_url = os.environ.get(WORKER_LLM_BASE_URL_ENV)
@@ -110,7 +123,8 @@ def _worker_llm_override(catalog: CatalogProtocol, node: Node) -> None:
         return
     llm = dict(catalog.load("params:llm"))
     llm["base_url"] = base_url
-    catalog["params:llm"] = MemoryDataset(llm)
+    with _replacing_datasets():
+        catalog["params:llm"] = MemoryDataset(llm)
 
 
 def _run_node_on_worker(node: Node, catalog: CatalogProtocol, context: dict[str, Any], *dependencies: Any) -> str:
@@ -302,11 +316,11 @@ class DaskRunner(AbstractRunner):
             dataset = catalog.get(name, fallback_to_runtime_pattern=True)
             if not isinstance(dataset, MemoryDataset):
                 continue
-            cluster_dataset = _DaskDataset(prefix + name)
             if dataset.exists():
                 [future] = client.scatter([dataset.load()], hash=False)
                 client.publish_dataset(future, name=prefix + name, override=True)
-            catalog[name] = cluster_dataset
+            with _replacing_datasets():
+                catalog[name] = _DaskDataset(prefix + name)
 
     @staticmethod
     def _bring_back_free_outputs(pipeline: Pipeline, catalog: CatalogProtocol) -> None:
@@ -314,4 +328,5 @@ class DaskRunner(AbstractRunner):
         for name in pipeline.outputs():
             dataset = catalog.get(name)
             if isinstance(dataset, _DaskDataset):
-                catalog[name] = MemoryDataset(dataset.load())
+                with _replacing_datasets():
+                    catalog[name] = MemoryDataset(dataset.load())
