@@ -149,20 +149,28 @@ def _run_node_on_worker(node: Node, catalog: CatalogProtocol, context: dict[str,
 
     if context["mlflow_tracking_uri"]:
         mlflow.set_tracking_uri(context["mlflow_tracking_uri"])
-    attached = False
-    if context["mlflow_run_id"] and not mlflow.active_run():
+    _detach_from_mlflow_runs()  # anything a crashed earlier task left on this (reused) thread
+    if context["mlflow_run_id"]:
         mlflow.start_run(run_id=context["mlflow_run_id"])
-        attached = True
     try:
         Task(node=node, catalog=catalog, hook_manager=hook_manager, is_async=context["is_async"], run_id=context["run_id"]).execute()
     finally:
-        # Detach this worker thread from the driver's MLflow run without ending it (the driver ends it): the
-        # thread is reused by later tasks, possibly of another run. kedro-mlflow's node hook may have pushed
-        # the run again, so pop until empty.
-        if attached or context["mlflow_run_id"]:
-            while mlflow.active_run():
-                mlflow.end_run(status="RUNNING")
+        _detach_from_mlflow_runs()
     return node.name
+
+
+def _detach_from_mlflow_runs() -> None:
+    """Pop this thread's active MLflow runs without changing their status: the driver that opened a run ends it.
+
+    ``mlflow.end_run`` always writes a status, so it is given the run's current one (RUNNING while the driver
+    runs; a run the driver already marked FAILED stays FAILED). kedro-mlflow's node hook may push the run more
+    than once, hence the loop.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    while (run := mlflow.active_run()) is not None:
+        mlflow.end_run(status=client.get_run(run.info.run_id).info.status)
 
 
 def _stop_worker_llm_servers() -> None:
@@ -251,7 +259,7 @@ class DaskRunner(AbstractRunner):
         hook_manager: PluginManager | None,
         run_id: str | None,
     ) -> None:
-        context = self._worker_context(settings, hook_manager, run_id)
+        context = self._worker_context(settings, hook_manager, run_id, self._is_async)
         self._move_memory_datasets_to_the_cluster(client, prefix, pipeline, catalog)
 
         node_dependencies = pipeline.node_dependencies
@@ -281,7 +289,9 @@ class DaskRunner(AbstractRunner):
         self._bring_back_free_outputs(pipeline, catalog)
 
     @staticmethod
-    def _worker_context(settings: DaskClientSettings, hook_manager: PluginManager | None, run_id: str | None) -> dict[str, Any]:
+    def _worker_context(
+        settings: DaskClientSettings, hook_manager: PluginManager | None, run_id: str | None, is_async: bool
+    ) -> dict[str, Any]:
         from kedro.framework.project import PACKAGE_NAME
 
         plugins = []
@@ -304,7 +314,7 @@ class DaskRunner(AbstractRunner):
             "mlflow_run_id": mlflow_run_id,
             "mlflow_tracking_uri": tracking_uri,
             "run_id": run_id,
-            "is_async": False,
+            "is_async": is_async,
         }
 
     @staticmethod
