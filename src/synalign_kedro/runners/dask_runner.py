@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import uuid
 from collections import Counter
 from itertools import chain
@@ -129,7 +130,6 @@ def _worker_llm_override(catalog: CatalogProtocol, node: Node) -> None:
 
 def _run_node_on_worker(node: Node, catalog: CatalogProtocol, context: dict[str, Any], *dependencies: Any) -> str:
     """Run one node on a Dask worker; ``dependencies`` are the upstream nodes' results, only waited for."""
-    import mlflow
     from kedro.framework.hooks.manager import _create_hook_manager
     from kedro.framework.project import PACKAGE_NAME, configure_project
 
@@ -147,10 +147,11 @@ def _run_node_on_worker(node: Node, catalog: CatalogProtocol, context: dict[str,
     for name, plugin in cloudpickle.loads(context["hook_plugins"]):
         hook_manager.register(plugin, name=name)
 
-    if context["mlflow_tracking_uri"]:
-        mlflow.set_tracking_uri(context["mlflow_tracking_uri"])
     _detach_from_mlflow_runs()  # anything a crashed earlier task left on this (reused) thread
     if context["mlflow_run_id"]:
+        import mlflow
+
+        mlflow.set_tracking_uri(context["mlflow_tracking_uri"])
         mlflow.start_run(run_id=context["mlflow_run_id"])
     try:
         Task(node=node, catalog=catalog, hook_manager=hook_manager, is_async=context["is_async"], run_id=context["run_id"]).execute()
@@ -166,11 +167,12 @@ def _detach_from_mlflow_runs() -> None:
     runs; a run the driver already marked FAILED stays FAILED). kedro-mlflow's node hook may push the run more
     than once, hence the loop.
     """
+    if "mlflow" not in sys.modules:  # never imported in this process: no run can be active
+        return
     import mlflow
 
-    client = mlflow.MlflowClient()
     while (run := mlflow.active_run()) is not None:
-        mlflow.end_run(status=client.get_run(run.info.run_id).info.status)
+        mlflow.end_run(status=mlflow.MlflowClient().get_run(run.info.run_id).info.status)
 
 
 def _stop_worker_llm_servers() -> None:
