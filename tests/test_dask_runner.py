@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,13 +27,21 @@ from kedro.pipeline import Pipeline, node
 
 from synalign_kedro.runners import DaskRunner
 from tests.kedro_helpers import scratch_project
-from tests.test_end_to_end import kedro_cli
 
 pytestmark = pytest.mark.slow
 
 METHODS = ("simprompt", "attrprompt", "synalign_one_stage", "synalign")
+KEDRO = str(Path(sys.executable).with_name("kedro"))
 # The node functions below travel to the workers by value (the workers cannot import the tests package).
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def kedro_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """`kedro run ...` as a user types it, in its own process (one MLflow run per command)."""
+    env = {**os.environ, "DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([KEDRO, "run", *args], cwd=root, env=env, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +149,16 @@ def test_a_worker_with_its_own_endpoint_sends_its_nodes_llm_calls_there(monkeypa
     untouched = catalog()
     _worker_llm_override(untouched, no_llm)
     assert untouched.load("params:llm")["base_url"] is None
+
+
+def test_the_scheduler_address_comes_from_the_runner_arguments_then_the_env_parameters():
+    catalog = DataCatalog({"params:dask_client": MemoryDataset({"address": "tcp://scheduler:8786", "timeout": 5})})
+    assert DaskRunner()._settings(catalog).address == "tcp://scheduler:8786"  # conf/dask/parameters_dask.yml
+    from_arguments = DaskRunner(address="tcp://other:8786")._settings(catalog)  # --runner-params address=...
+    assert (from_arguments.address, from_arguments.timeout) == ("tcp://other:8786", 5)
+    assert DaskRunner()._settings(DataCatalog()).address is None  # Dask's own config, else a LocalCluster
+    with pytest.raises(ValueError, match="Invalid `dask_client` parameters"):
+        DaskRunner()._settings(DataCatalog({"params:dask_client": MemoryDataset({"adress": "tcp://x:1"})}))
 
 
 def test_a_bad_runner_argument_fails_before_the_run():
