@@ -4,6 +4,8 @@ the project's settings models."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 from pathlib import Path
 
@@ -57,9 +59,24 @@ def config_loader(env: str) -> OmegaConfigLoader:
     return project_settings.CONFIG_LOADER_CLASS(conf_source=str(CONF), env=env, **project_settings.CONFIG_LOADER_ARGS)
 
 
-def base_parameters() -> dict:
+@functools.cache
+def _parameters(env: str) -> dict:
+    return config_loader(env)["parameters"]
+
+
+def parameters(env: str) -> dict:
+    """The parameters `kedro run --env <env>` sees (loaded once per env; a copy per caller)."""
+    return copy.deepcopy(_parameters(env))
+
+
+@functools.cache
+def _base_parameters() -> dict:
     loader = OmegaConfigLoader(conf_source=str(CONF), env="base", base_env="base", default_run_env="base")
     return loader["parameters"]
+
+
+def base_parameters() -> dict:
+    return copy.deepcopy(_base_parameters())
 
 
 def env_overrides(env: str) -> dict:
@@ -108,8 +125,7 @@ def needs_soft_merge(check):
 @pytest.mark.parametrize("env", NAMED_ENVS)
 def test_the_env_resolves(env):
     loader = config_loader(env)
-    parameters = loader["parameters"]
-    assert parameters, env
+    assert loader["parameters"], env
     loader["catalog"]  # resolves (the envs add no catalog entries: the base catalog must still load)
     assert env_overrides(env), f"conf/{env} has no parameters"
 
@@ -130,14 +146,16 @@ def test_the_env_lists_only_what_differs_from_base(env):
 
 @pytest.mark.parametrize("env", NAMED_ENVS)
 def test_the_env_keeps_every_base_setting_it_does_not_change(env):
-    base, merged, overrides = base_parameters(), config_loader(env)["parameters"], leaf_paths(env_overrides(env))
+    base, merged, overrides = base_parameters(), parameters(env), leaf_paths(env_overrides(env))
 
     def check():
-        for path, value in leaf_paths(base).items():
-            expected = overrides.get(path, value)
-            assert lookup(merged, path) == expected, f"--env {env}: {'.'.join(map(str, path))} is lost"
-        for path, value in overrides.items():
-            assert lookup(merged, path) == value
+        for path, value in [*leaf_paths(base).items(), *overrides.items()]:
+            name = ".".join(map(str, path))
+            try:
+                merged_value = lookup(merged, path)
+            except (KeyError, TypeError):
+                raise AssertionError(f"--env {env} loses {name}") from None
+            assert merged_value == overrides.get(path, value), f"--env {env}: {name}"
 
     needs_soft_merge(check)
 
@@ -153,11 +171,11 @@ def test_every_block_the_env_changes_validates(env, block):
     model = settings_model(block)
     if model is None:
         pytest.skip(f"no settings model for the `{block}` block yet (SETTINGS_MODELS in this file)")
-    needs_soft_merge(lambda: model.model_validate(config_loader(env)["parameters"][block]))
+    needs_soft_merge(lambda: model.model_validate(parameters(env)[block]))
 
 
 def test_the_deployment_values():
-    gpu = config_loader("gpu")["parameters"] if SOFT_MERGED else env_overrides("gpu")
+    gpu = parameters("gpu") if SOFT_MERGED else env_overrides("gpu")
     assert gpu["llm"]["server"]["n_gpu_layers"] == -1
     assert gpu["embedding"]["device"] == "cuda"
     vllm = env_overrides("vllm")["llm"]
