@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -40,6 +41,7 @@ CHROMIUM_FLAGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 900}
 SCREENSHOT_DIR_ENV = "SYNALIGN_SCREENSHOTS"  # set to a folder (e.g. docs/img) to keep the screenshots there
+REUSE_RUN_ENV = "SYNALIGN_REUSE_TEST_RUN"  # a finished test-env project to use instead of running one
 
 
 @functools.cache
@@ -74,9 +76,17 @@ def chromium_path() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port on 127.0.0.1 below 49152: kedro-viz refuses ports above 49151 ("Cannot allocate an open TCP
+    port"), where the kernel's ephemeral ports usually are, and moves on to the next port when one is taken."""
+    for _ in range(200):
+        port = random.randint(20_000, 49_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port on 127.0.0.1 between 20000 and 49000")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -235,6 +245,10 @@ def finished_test_run(base: Path, env: str = "test") -> FinishedRun:
     kedro-mlflow opens and closes its run, MLflow flushes its traces at exit)."""
     from tests.kedro_helpers import scratch_project
 
+    reuse = os.environ.get(REUSE_RUN_ENV)
+    if reuse:  # a project folder where `kedro run --env <env>` already finished (to iterate on these tests)
+        root = Path(reuse).resolve()
+        return FinishedRun(root=root, env=env, stdout="", **resolve_outputs(root, env))
     base.mkdir(parents=True, exist_ok=True)
     root = scratch_project(base)
     result = subprocess.run(

@@ -115,9 +115,15 @@ def test_kedro_viz_shows_every_pipeline_and_the_namespaced_methods(page, tmp_pat
             arg=sorted(generation_methods),
         )
         assert page.text_content(".pipeline-list .dropdown__label").strip() == "generation"
-        page.click(".pipeline-minimap-button--map")  # hide the minimap: it covers part of the graph
-        page.mouse.move(1, VIEWPORT["height"] - 1)  # no hover highlight in the picture
+        # a picture where the four methods are readable: wider window, no minimap (it covers part of the graph),
+        # fit then one step of zoom in, the pointer on an empty part of the graph (no hover highlight or tooltip)
+        page.set_viewport_size({"width": 1800, "height": 820})
+        page.click(".pipeline-minimap-button--map")
+        page.click(".pipeline-minimap-button--reset")
         page.wait_for_timeout(1000)  # the zoom-to-fit animation
+        page.click(".pipeline-minimap-button--zoom-in")
+        page.mouse.move(1200, 780)
+        page.wait_for_timeout(4000)  # the zoom animation, and the "revisit these hints" toast fading out
         screenshot = tmp_path / "kedro_viz.png"
         page.screenshot(path=str(screenshot))
     assert not viz.group_alive(), "kedro-viz left processes behind"
@@ -152,7 +158,9 @@ def mlflow_ui(test_run, tmp_path_factory):
         cwd=test_run.root,
         log=tmp_path_factory.mktemp("mlflow_ui") / "mlflow_ui.log",
         ready_timeout_s=180,
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job consumers: starts faster, fewer processes
+        env={
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"
+        },  # no job consumers: starts faster, fewer processes
     )
     with server:
         yield f"http://127.0.0.1:{port}"
@@ -163,14 +171,15 @@ def test_the_mlflow_ui_lists_the_runs_and_a_runs_metrics(page, test_run, mlflow_
     client = MlflowClient(tracking_uri=test_run.tracking_uri)
     experiment = client.get_experiment_by_name(test_run.experiment_name)
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
-    assert runs and runs[0].info.status == "FINISHED"
+    assert runs and all(run.info.status == "FINISHED" for run in runs)
 
     page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs")
     page.get_by_text(re.compile(rf"^{len(runs)} matching runs?$")).wait_for()
     for run in runs:
         assert page.get_by_text(run.info.run_name, exact=True).count() >= 1, run.info.run_name
 
-    latest = runs[0]
+    # the whole-project run (named after its pipeline); a later `--pipeline generation` run may share the store
+    latest = next((run for run in runs if run.info.run_name == "__default__"), runs[0])
     metrics = latest.data.metrics
     page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{latest.info.run_id}")
     page.get_by_text(f"Metrics ({len(metrics)})", exact=True).wait_for()
@@ -181,7 +190,10 @@ def test_the_mlflow_ui_lists_the_runs_and_a_runs_metrics(page, test_run, mlflow_
     after_name = body[body.index("evaluation_metrics.gold.accuracy") :][:120]
     assert str(metrics["evaluation_metrics.gold.accuracy"])[:5] in after_name  # the value beside the name
     screenshot = tmp_path / "mlflow_ui.png"
-    page.get_by_placeholder(re.compile("Search metrics", re.I)).fill("")
+    page.get_by_placeholder(re.compile("Search metrics", re.I)).fill(
+        "evaluation_metrics."
+    )  # the headline table
+    page.get_by_text("evaluation_metrics.synalign_mmd.accuracy", exact=True).first.wait_for()
     page.screenshot(path=str(screenshot))
     keep_screenshot(screenshot, "mlflow_ui.png")
 
@@ -189,7 +201,8 @@ def test_the_mlflow_ui_lists_the_runs_and_a_runs_metrics(page, test_run, mlflow_
 def test_the_mlflow_ui_shows_the_runs_llm_traces(page, test_run, mlflow_ui, tmp_path):
     client = MlflowClient(tracking_uri=test_run.tracking_uri)
     experiment = client.get_experiment_by_name(test_run.experiment_name)
-    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    run = next((run for run in runs if run.info.run_name == "__default__"), runs[0])
     traces = client.search_traces(
         locations=[experiment.experiment_id], run_id=run.info.run_id, max_results=500
     )

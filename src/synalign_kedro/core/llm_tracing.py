@@ -31,6 +31,7 @@ the function returns ``None``. No kedro import: the share of calls to trace come
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -78,6 +79,14 @@ def _active_run_id() -> str | None:
         except Exception:  # a later MLflow without it: only this thread's run is seen
             run = None
     return run.info.run_id if run is not None else None
+
+
+@functools.lru_cache(maxsize=64)
+def _experiment_of(run_id: str) -> str:
+    """The experiment of a run (one tracking-store query per run, not per call)."""
+    import mlflow
+
+    return mlflow.get_run(run_id).info.experiment_id
 
 
 def trace_llm_call(
@@ -195,7 +204,7 @@ def _record(
         f"{TAG_PREFIX}cache_hit": "true" if cache_hit else "false",
         f"{TAG_PREFIX}validation": validation,
     }
-    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    experiment_id = _experiment_of(run_id)
     span = mlflow.start_span_no_context(
         name,
         span_type=SpanType.CHAT_MODEL,
