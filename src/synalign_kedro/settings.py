@@ -2,10 +2,10 @@
 
 from kedro.config import OmegaConfigLoader
 
-from synalign_kedro.hooks import LLMServerHook, ParameterValidationHook, RunInfoHook
+from synalign_kedro.hooks import LLMServerHook, MlflowArtifactHook, ParameterValidationHook, RunInfoHook
 
 # kedro-mlflow registers its own hook through its entry point; ours come after it.
-HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook())
+HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook(), MlflowArtifactHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
