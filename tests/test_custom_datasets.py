@@ -33,19 +33,25 @@ def test_png_dataset_refuses_what_is_not_a_png(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-def test_png_dataset_under_mlflow_artifact_wrapper_saves_and_loads(tmp_path):
+def test_files_marked_as_mlflow_artifacts_are_found_for_the_hook(tmp_path):
+    from synalign_kedro.hooks import artifact_file
+
     catalog = DataCatalog.from_config(
         {
             "plot": {
-                "type": "kedro_mlflow.io.artifacts.MlflowArtifactDataset",
-                "artifact_path": "x",
-                "dataset": {"type": "synalign_kedro.pipelines.datasets.PngDataset", "filepath": str(tmp_path / "p.png")},
-            }
+                "type": "synalign_kedro.pipelines.datasets.PngDataset",
+                "filepath": str(tmp_path / "p.png"),
+                "metadata": {"mlflow_artifact_path": "evaluation"},
+            },
+            "plain": {"type": "synalign_kedro.pipelines.datasets.PngDataset", "filepath": str(tmp_path / "q.png")},
         }
     )
+    assert artifact_file(catalog, "plot") is None  # not written yet
     png = figure_png(weights_histogram([1.0]))
-    catalog.save("plot", png)  # no active MLflow run: the file is written, nothing is logged
-    assert catalog.load("plot") == png
+    catalog.save("plot", png)
+    catalog.save("plain", png)
+    assert artifact_file(catalog, "plot") == (tmp_path / "p.png", "evaluation")
+    assert artifact_file(catalog, "plain") is None and artifact_file(catalog, "missing") is None
 
 
 def test_file_digest_dataset_hashes_the_version_saved_in_this_run(tmp_path):

@@ -129,6 +129,8 @@ def test_the_run_is_tracked_in_mlflow(finished_project):
     for metric in ("coverage_metrics.coverage_auc_gp", "alignment_final_loss", "llm.synalign.calls", "ab.mcnemar_p_value", "privacy.n_flagged"):
         assert f"metrics.{metric}" in runs.columns, metric
     assert latest["tags.env"] == "test"
+    artifacts = {a.path for folder in ("evaluation", "reports") for a in mlflow.MlflowClient().list_artifacts(latest["run_id"], folder)}
+    assert {"evaluation/evaluation_table.csv", "evaluation/evaluation_tsne.png", "reports/run_report.html"} <= artifacts
     assert latest["tags.device"].startswith(("cpu", "cuda"))
 
 

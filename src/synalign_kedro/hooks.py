@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -90,6 +91,42 @@ class LLMServerHook:
     def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
         llm_server.stop_all()
         self._restore()
+
+
+class MlflowArtifactHook:
+    """Logs every output file whose catalog entry has ``metadata: {mlflow_artifact_path: <folder>}`` as an
+    MLflow artifact, at the end of a successful run, in the main process.
+
+    Why not kedro-mlflow's ``MlflowArtifactDataset``: it wraps a dataset in a class built at run time, which
+    ParallelRunner cannot pickle ("datasets cannot be used with multiprocessing"); and dataset hooks do not run
+    under ParallelRunner. ``tryfirst``: runs before kedro-mlflow's own ``after_pipeline_run`` ends the run.
+    """
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
+        if not _mlflow_active():
+            return
+        import mlflow
+
+        for name in sorted(pipeline.datasets()):
+            path = artifact_file(catalog, name)
+            if path is not None:
+                mlflow.log_artifact(str(path[0]), path[1])
+
+
+def artifact_file(catalog, name: str) -> tuple[Path, str] | None:
+    """(local file, MLflow artifact folder) of a catalog entry marked ``mlflow_artifact_path``, when written."""
+    if name not in catalog:
+        return None
+    dataset = catalog.get(name)
+    folder = (getattr(dataset, "metadata", None) or {}).get("mlflow_artifact_path")
+    if not folder:
+        return None
+    describe = dataset._describe() if hasattr(dataset, "_describe") else {}
+    filepath = describe.get("filepath") or getattr(dataset, "_filepath", None)
+    if filepath is None or not Path(str(filepath)).is_file():
+        return None
+    return Path(str(filepath)), str(folder)
 
 
 class RunInfoHook:

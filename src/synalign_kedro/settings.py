@@ -3,12 +3,13 @@
 from kedro.config import OmegaConfigLoader
 
 from synalign_kedro.atomic_writes import AtomicWritesHook
-from synalign_kedro.hooks import LLMServerHook, ParameterValidationHook, RunInfoHook
+from synalign_kedro.hooks import LLMServerHook, MlflowArtifactHook, ParameterValidationHook, RunInfoHook
 
 # kedro-mlflow registers its own hook through its entry point; ours come after it.
 # ParameterValidationHook: every parameter block is validated by its settings model before the first node runs.
+# MlflowArtifactHook: output files marked `mlflow_artifact_path` are logged to MLflow at the end of the run.
 # AtomicWritesHook: every local-file dataset write goes to a temp sibling, then is renamed (atomic_writes.py).
-HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook(), AtomicWritesHook())
+HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook(), MlflowArtifactHook(), AtomicWritesHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
