@@ -28,7 +28,9 @@ def project(tmp_path_factory):
     (root / "conf/local/parameters_dataset_mydata.yml").write_text(
         "dataset_mydata:\n  train_path: data/01_raw/mine.csv\n  text_column: review\n  label_column: stars\n"
     )
-    (root / "conf/local/parameters_llm.yml").write_text("llm:\n  base_url: http://127.0.0.1:8000/v1\n  model: my-model\n")
+    (root / "conf/local/parameters_llm.yml").write_text(
+        "llm:\n  base_url: http://127.0.0.1:8000/v1\n  model: my-model\n"
+    )
     bootstrap_project(root)
     return root
 
