@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -129,6 +130,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: all cores)")
     parser.add_argument("--only", choices=["old", "new"], default=None, help="run one side only")
     args = parser.parse_args()
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the servers started here are stopped (llm_server.stop_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     llm_base = _yaml("parameters_llm.yml")["llm"]
     generation = _yaml("parameters_generation.yml")["generation"]

@@ -116,7 +116,9 @@ def test_llama_server_enforces_the_json_schema_and_drops_abandoned_requests():
             temperature=0,
         )
     slots_url = endpoint.base_url.removesuffix("/v1") + "/slots"
-    deadline = time.monotonic() + 15
+    # unabandoned, 4000 tokens take minutes; cancelled, the slot is idle after its current decode step (seconds,
+    # up to a minute when the 2 cores are shared with several other servers)
+    deadline = time.monotonic() + 90
     busy = True
     while busy and time.monotonic() < deadline:
         with urllib.request.urlopen(slots_url, timeout=5) as response:
