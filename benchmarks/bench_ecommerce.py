@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--icl-records", type=int, default=10)
     parser.add_argument("--top-k-marginal", type=int, default=3)
     parser.add_argument("--top-k-joint", type=int, default=6)
+    parser.add_argument("--no-values", action="store_true", help="guidance without (target a%%, synthetic b%%): a shorter prompt")
     parser.add_argument("--max-tokens", type=int, default=700)
     parser.add_argument("--n-threads", type=int, default=1, help="llama.cpp threads: 1 beats 2 on an oversubscribed machine")
     parser.add_argument("--structured-output", default="plain", help="plain: no grammar (3-10x faster decoding here)")
@@ -143,6 +144,7 @@ def main() -> None:
             reason_max_chars=args.reason_max_chars,
             top_k_marginal=args.top_k_marginal,
             top_k_joint=args.top_k_joint,
+            show_values=not args.no_values,
             record_noun="e-commerce purchase",
             seed=seed,
             copula="given" if args.shared_copula else "llm",
