@@ -82,6 +82,8 @@ class _DaskDataset(AbstractDataset):
     Replaces the catalog's ``MemoryDataset`` objects for a Dask run (a ``MemoryDataset`` lives in one process).
     """
 
+    _EPHEMERAL = True  # gone after the run: Kedro's resume suggestion re-runs the nodes that make it
+
     def __init__(self, name: str) -> None:
         self._name = name
 
