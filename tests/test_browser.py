@@ -175,8 +175,8 @@ def test_the_mlflow_ui_lists_the_runs_and_a_runs_metrics(page, finished_run, mlf
 
     page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs")
     page.get_by_text(re.compile(rf"^{len(runs)} matching runs?$")).wait_for()
-    for run in runs:
-        assert page.get_by_text(run.info.run_name, exact=True).count() >= 1, run.info.run_name
+    for run in runs:  # the count renders before the rows: wait for each run's name
+        page.get_by_text(run.info.run_name, exact=True).first.wait_for()
 
     # the whole-project run (named after its pipeline); a later `--pipeline generation` run may share the store
     latest = next((run for run in runs if run.info.run_name == "__default__"), runs[0])
