@@ -56,7 +56,7 @@ def page(browser):
 
 
 @pytest.fixture(scope="session")
-def test_run(tmp_path_factory):
+def finished_run(tmp_path_factory):
     return finished_test_run(tmp_path_factory.getbasetemp() / "shared_test_run")
 
 
@@ -146,16 +146,16 @@ def close_mlflow_assistant(page) -> None:
 
 
 @pytest.fixture(scope="module")
-def mlflow_ui(test_run, tmp_path_factory):
+def mlflow_ui(finished_run, tmp_path_factory):
     port = free_port()
     command = [
-        str(VENV_BIN / "mlflow"), "ui", "--backend-store-uri", test_run.tracking_uri,
+        str(VENV_BIN / "mlflow"), "ui", "--backend-store-uri", finished_run.tracking_uri,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     server = Server(
         command,
         url=f"http://127.0.0.1:{port}/health",
-        cwd=test_run.root,
+        cwd=finished_run.root,
         log=tmp_path_factory.mktemp("mlflow_ui") / "mlflow_ui.log",
         ready_timeout_s=180,
         env={
@@ -167,16 +167,16 @@ def mlflow_ui(test_run, tmp_path_factory):
     assert not server.group_alive(), "mlflow ui left processes behind"
 
 
-def test_the_mlflow_ui_lists_the_runs_and_a_runs_metrics(page, test_run, mlflow_ui, tmp_path):
-    client = MlflowClient(tracking_uri=test_run.tracking_uri)
-    experiment = client.get_experiment_by_name(test_run.experiment_name)
+def test_the_mlflow_ui_lists_the_runs_and_a_runs_metrics(page, finished_run, mlflow_ui, tmp_path):
+    client = MlflowClient(tracking_uri=finished_run.tracking_uri)
+    experiment = client.get_experiment_by_name(finished_run.experiment_name)
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     assert runs and all(run.info.status == "FINISHED" for run in runs)
 
     page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs")
     page.get_by_text(re.compile(rf"^{len(runs)} matching runs?$")).wait_for()
-    for run in runs:
-        assert page.get_by_text(run.info.run_name, exact=True).count() >= 1, run.info.run_name
+    for run in runs:  # the count renders before the rows: wait for each run's name
+        page.get_by_text(run.info.run_name, exact=True).first.wait_for()
 
     # the whole-project run (named after its pipeline); a later `--pipeline generation` run may share the store
     latest = next((run for run in runs if run.info.run_name == "__default__"), runs[0])
@@ -198,9 +198,9 @@ def test_the_mlflow_ui_lists_the_runs_and_a_runs_metrics(page, test_run, mlflow_
     keep_screenshot(screenshot, "mlflow_ui.png")
 
 
-def test_the_mlflow_ui_shows_the_runs_llm_traces(page, test_run, mlflow_ui, tmp_path):
-    client = MlflowClient(tracking_uri=test_run.tracking_uri)
-    experiment = client.get_experiment_by_name(test_run.experiment_name)
+def test_the_mlflow_ui_shows_the_runs_llm_traces(page, finished_run, mlflow_ui, tmp_path):
+    client = MlflowClient(tracking_uri=finished_run.tracking_uri)
+    experiment = client.get_experiment_by_name(finished_run.experiment_name)
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     run = next((run for run in runs if run.info.run_name == "__default__"), runs[0])
     traces = client.search_traces(
@@ -224,11 +224,11 @@ def test_the_mlflow_ui_shows_the_runs_llm_traces(page, test_run, mlflow_ui, tmp_
 
 
 # --------------------------------------------------------------------------------------------- run report
-def test_the_run_report_renders_every_figure(page, test_run, tmp_path):
-    html = test_run.run_report.read_text()
+def test_the_run_report_renders_every_figure(page, finished_run, tmp_path):
+    html = finished_run.run_report.read_text()
     n_images = html.count("<img ")
     assert n_images >= 3
-    page.goto(test_run.run_report.as_uri())
+    page.goto(finished_run.run_report.as_uri())
     page.wait_for_load_state("load")
     images = page.eval_on_selector_all(
         "img",

@@ -19,19 +19,19 @@ NOTEBOOK = PROJECT_ROOT / "notebooks" / "explore_run.ipynb"
 
 
 @pytest.fixture(scope="session")
-def test_run(tmp_path_factory):
+def finished_run(tmp_path_factory):
     return finished_test_run(tmp_path_factory.getbasetemp() / "shared_test_run")
 
 
-def test_the_exploration_notebook_runs_against_a_test_run(test_run, monkeypatch):
-    notebooks = test_run.root / "notebooks"
+def test_the_exploration_notebook_runs_against_a_test_run(finished_run, monkeypatch):
+    notebooks = finished_run.root / "notebooks"
     notebooks.mkdir(exist_ok=True)
     notebook_path = notebooks / NOTEBOOK.name
     shutil.copyfile(NOTEBOOK, notebook_path)
     notebook = nbformat.read(notebook_path, as_version=4)
 
     # The kernel inherits this process's environment: the project's env for kedro.ipython, no telemetry.
-    monkeypatch.setenv("KEDRO_ENV", test_run.env)
+    monkeypatch.setenv("KEDRO_ENV", finished_run.env)
     monkeypatch.setenv("DO_NOT_TRACK", "true")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     client = NotebookClient(
@@ -58,4 +58,4 @@ def test_the_exploration_notebook_runs_against_a_test_run(test_run, monkeypatch)
     assert "control rows," in text and "treatment rows" in text
     assert "ab." in text or "privacy." in text  # the run's metrics read back from MLflow
     assert "<h1>" in outputs[max(outputs)]  # the run report, rendered inline
-    assert os.path.exists(test_run.mlflow_db)
+    assert os.path.exists(finished_run.mlflow_db)
