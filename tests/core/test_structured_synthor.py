@@ -107,11 +107,11 @@ def test_malformed_and_out_of_domain_plans_are_reasked_through_the_project_clien
     answers = iter(["Sure, here it is!", json.dumps(plan(proposal1={**GOOD, "proposal": {**GOOD["proposal"], "mode": "walk"}})), json.dumps(plan(proposal1=GOOD))])
     seen: list[list[dict]] = []
 
-    def complete(messages, sampling, usage, network):
+    def request(state, messages, sampling):
         seen.append(messages)
-        return next(answers)
+        return next(answers), 0, 0
 
-    client._complete = complete  # the transport is not under test here
+    client._request = request  # the HTTP transport is not under test here (tests/core/test_llm_client.py is)
     target = target_from_table(pd.DataFrame({"age": [20, 30, 40, 50], "price": [1.0, 5, 9, 400], "mode": ["bike", "car", "car", "transit"]}), VARIABLES)
     result = run_llmsynthor(client, target, SynthorConfig(n_records=6, n_iterations=1, copula="given"))
     assert len(result.records) == 6 and result.trace["reasks"].tolist() == [2]
