@@ -133,10 +133,10 @@ def test_a_node_whose_last_save_fails_changes_none_of_its_outputs(tmp_path):
 # --- kill -9 during a save ---------------------------------------------------------------------------------
 
 OUTPUTS = {
-    "dataset_profile.json": "data/02_intermediate/dataset_profile.json",
-    "real_train.parquet": "data/03_primary/real_train.parquet",
-    "real_test.parquet": "data/03_primary/real_test.parquet",
-    "ingestion_report.json": "data/08_reporting/ingestion_report.json",
+    "dataset_profile.json": "data/test_env/02_intermediate/dataset_profile.json",
+    "real_train.parquet": "data/test_env/03_primary/real_train.parquet",
+    "real_test.parquet": "data/test_env/03_primary/real_test.parquet",
+    "ingestion_report.json": "data/test_env/08_reporting/ingestion_report.json",
 }
 
 # Loaded by the killed `kedro run` through PYTHONPATH: the first write to the file named PAUSE_TARGET writes half

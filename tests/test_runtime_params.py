@@ -13,12 +13,22 @@ import yaml
 from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from omegaconf import OmegaConf
 
 from tests.kedro_helpers import scratch_project
 
 
 def conf_block(project, env: str, filename: str, key: str) -> dict:
     return yaml.safe_load((project / "conf" / env / filename).read_text())[key]
+
+
+def merged_block(project, env: str | None, base_file: str, env_file: str, key: str) -> dict:
+    """conf/base's block with the env's keys merged over it, key by key (what the soft merge should give)."""
+    block = conf_block(project, "base", base_file, key)
+    if env is not None:
+        override = yaml.safe_load((project / "conf" / env / env_file).read_text()).get(key) or {}
+        block = OmegaConf.to_container(OmegaConf.merge(block, override))
+    return block
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +57,11 @@ def test_dotted_runtime_params_keep_the_rest_of_the_block(project, env):
     runtime = {"generation": {"n_samples": 8}, "embedding": {"device": "cuda"}, "llm": {"temperature": 0.1}}
     params, catalog = load(project, env, runtime)
 
-    generation = conf_block(project, env or "base", "parameters_generation.yml", "generation")
+    generation = merged_block(project, env, "parameters_generation.yml", "parameters.yml", "generation")
     assert params["generation"] == {**generation, "n_samples": 8}
     embedding = conf_block(project, "base", "parameters.yml", "embedding")
     assert params["embedding"] == {**embedding, "device": "cuda"}
-    llm = conf_block(project, env or "base", "parameters_llm.yml", "llm")
+    llm = merged_block(project, env, "parameters_llm.yml", "parameters_llm.yml", "llm")
     if env is None:  # conf/local/parameters_llm.yml sets two keys; the others come from conf/base
         llm = {**llm, "base_url": "http://127.0.0.1:8000/v1", "model": "my-model"}
         assert params["dataset_mydata"]["text_column"] == "review"

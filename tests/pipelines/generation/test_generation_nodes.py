@@ -159,5 +159,5 @@ def test_a_method_that_keeps_too_little_fails_the_node(inputs, tmp_path):
                 "simprompt", None, profile, real, select_prompts("sst2", params), params["generation"], llm, 42
             )
     message = str(error.value)
-    assert "'simprompt' kept 0 of 8 requested samples" in message and "min_kept_share=0.5" in message
+    assert "'simprompt' kept 0 of 8 requested samples" in message and "generation.min_kept_share=" in message
     assert re.search(r"most common rejection \((\d+) of \1 failed calls\)", message), message  # every call failed

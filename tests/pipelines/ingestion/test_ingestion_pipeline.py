@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from synalign_kedro.core.ingestion import IngestionError
+from synalign_kedro.core.parameters import ParameterError
 from tests.kedro_helpers import run_kedro, scratch_project
 
 
@@ -28,10 +29,10 @@ def test_ingestion_run_then_bad_input_keeps_earlier_outputs(project):
     report = json.loads((project / "data/test_env/08_reporting/ingestion_report.json").read_text())
     assert report["dataset"] == "sst2" and report["train"]["rows_kept"] == 2000
     outputs = [
-        project / "data/02_intermediate/dataset_profile.json",
+        project / "data/test_env/02_intermediate/dataset_profile.json",
         train_file,
-        project / "data/03_primary/real_test.parquet",
-        project / "data/08_reporting/ingestion_report.json",
+        project / "data/test_env/03_primary/real_test.parquet",
+        project / "data/test_env/08_reporting/ingestion_report.json",
     ]
     before = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in outputs}
 
@@ -62,12 +63,10 @@ def test_profile_and_seed_are_validated(project):
     )
     with pytest.raises(IngestionError, match=re.escape(message)):
         run_kedro(project, pipeline="ingestion", params={"dataset": "typo"})
-    with pytest.raises(
-        IngestionError,
-        match=re.escape("parameter 'seed' must be an integer, got 'abc'; e.g. --params seed=42"),
-    ):
+    # the parameter hook validates every block before the first node runs (core/parameters.py)
+    with pytest.raises(ParameterError, match=re.escape("seed: Input should be a valid integer")):
         run_kedro(project, pipeline="ingestion", params={"seed": "abc"})
-    assert not (project / "data/02_intermediate/dataset_profile.json").exists()
+    assert not (project / "data/test_env/02_intermediate/dataset_profile.json").exists()
 
 
 def test_dataset_switch_and_unknown_dataset(project):
