@@ -62,6 +62,7 @@ from .json_extract import JSONExtractionError, extract_json
 from .llm_cache import CachedCall, LLMCallCache, call_key
 from .llm_endpoints import EndpointPool, NoEndpointLeftError
 from .llm_server import Endpoint
+from .llm_tracing import trace_llm_call
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class LLMSettings(BaseModel):
     model: str
     base_url: str | None = None
     endpoints: list[EndpointSettings] | None = None
+    trace_sample_share: float = Field(
+        1.0, ge=0.0, le=1.0, description="share of completed calls recorded as MLflow traces of the active run"
+    )
     cache_identity: str | None = Field(
         None, description="the model identity cached calls are keyed on; default derived from model (and base_url)"
     )
@@ -301,6 +305,7 @@ class LLMClient:
     ) -> None:
         self.settings = settings
         self.identity = identity
+        self._trace_name = "llm"  # set by run(): "<method>:<stage>", the traces' name
         self._endpoint_factory = endpoint_factory
         self._endpoint: Endpoint | None = None
         self._pool: EndpointPool | None = None
@@ -444,6 +449,7 @@ class LLMClient:
                 usage.cached_completion_tokens += cached.completion_tokens
                 if cached.valid is None:  # stored before validity was recorded
                     self.cache.mark(key, not error)
+                self._trace(task, messages, sampling, cached, error, cache_hit=True)
                 return cached.text, value, error
         if not network:
             raise _NeedsNetwork
@@ -460,7 +466,17 @@ class LLMClient:
         usage.prompt_tokens += call.prompt_tokens
         usage.completion_tokens += call.completion_tokens
         usage.call_seconds += call.seconds
+        self._trace(task, messages, asked, call, error, cache_hit=False)
         return call.text, value, error
+
+    def _trace(self, task, messages, sampling, call: CachedCall, error: str, cache_hit: bool) -> None:
+        """One MLflow trace per completed call (core.llm_tracing: never raises, no-op without an active run)."""
+        trace_llm_call(
+            name=self._trace_name, messages=messages, answer=call.text, prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens, latency_s=0.0 if cache_hit else call.seconds,
+            cache_hit=cache_hit, validation="invalid" if error else "valid", model=self.identity,
+            sampling=sampling, call_id=task.task_id, sample_share=self.settings.trace_sample_share,
+        )
 
     def _attempt_task(self, task: ChatTask, network: bool, refresh: bool) -> tuple[TaskResult, LLMUsage]:
         usage = LLMUsage(tasks=1)
@@ -501,6 +517,7 @@ class LLMClient:
     def run(self, tasks: list[ChatTask], description: str = "llm") -> tuple[list[TaskResult], LLMUsage]:
         """Run ``tasks`` (results in task order): cached ones replayed, the rest sent concurrently."""
         started = time.perf_counter()
+        self._trace_name = description  # "<method>:<stage>", the traces' name
         total = LLMUsage()
         results: dict[int, TaskResult] = {}
         pending: list[int] = []
