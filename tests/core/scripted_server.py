@@ -104,9 +104,17 @@ class ScriptedLLMServer:
                     server.actions.append(action)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._counted = True
                 try:
                     self._answer(body, action)
                 finally:
+                    self._leave()
+
+            def _leave(self) -> None:
+                # A request stops counting as in flight before its answer is written: once the client has the
+                # answer it may send its next request at once, which must not be counted as concurrent.
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with server._lock:
                         server.in_flight -= 1
 
@@ -183,6 +191,7 @@ class ScriptedLLMServer:
                 self._send_raw(status, "application/json", json.dumps(payload).encode())
 
             def _send_raw(self, status: int, content_type: str, data: bytes) -> None:
+                self._leave()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)
