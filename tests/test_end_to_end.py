@@ -32,7 +32,7 @@ KEDRO = str(Path(sys.executable).with_name("kedro"))
 def kedro_cli(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`kedro run ...` as a user types it, in its own process (one MLflow run per command)."""
     env = {**os.environ, "DO_NOT_TRACK": "true", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([KEDRO, "run", *args], cwd=root, env=env, capture_output=True, text=True, timeout=1800)
+    result = subprocess.run([KEDRO, "run", *args], cwd=root, env=env, capture_output=True, text=True, timeout=3600)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result

@@ -156,7 +156,8 @@ def test_a_method_that_keeps_too_little_fails_the_node(inputs, tmp_path):
         llm.update(base_url=server.url, structured_output="json_object")
         with pytest.raises(GenerationShortfallError) as error:
             generate_synthetic_pool(
-                "simprompt", None, profile, real, select_prompts("sst2", params), params["generation"], llm, 42
+                "simprompt", None, profile, real, select_prompts("sst2", params),
+                {**params["generation"], "min_kept_share": 0.5}, llm, 42,
             )
     message = str(error.value)
     assert "'simprompt' kept 0 of 8 requested samples" in message and "generation.min_kept_share=" in message
