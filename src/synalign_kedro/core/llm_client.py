@@ -10,7 +10,7 @@ What it adds to the ``openai`` package:
 - **Re-asks** (the instructor pattern): an answer that is not JSON, has the wrong shape, is empty or fails
   the task's validator is sent back with the validation error, at most ``max_retries`` times; then the
   task is recorded as failed and the run goes on.
-- **Every HTTP answer is checked** before use (:func:`parse_chat_completion`): a body that is not an
+- **Every HTTP answer is checked** before use (:func:`~synalign_kedro.core.llm_response.parse_chat_completion`): a body that is not an
   OpenAI chat completion (HTTP 200 with ``{"choices": []}``, a text/plain body, a JSON content type with a
   non-JSON body, JSON without ``choices``) is a transport error, never an answer.
 - **Transport retries**: connection errors, timeouts, HTTP 429 and 5xx and such garbage are retried with
@@ -36,7 +36,6 @@ the ``openai`` client; nothing here logs or returns them.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -44,10 +43,10 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import openai
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 from tenacity import (
     RetryError,
     Retrying,
@@ -61,8 +60,15 @@ from tqdm.auto import tqdm
 from .json_extract import JSONExtractionError, extract_json
 from .llm_cache import CachedCall, LLMCallCache, call_key
 from .llm_endpoints import EndpointPool, NoEndpointLeftError
+from .llm_response import MalformedResponseError, parse_chat_completion
 from .llm_server import Endpoint
+from .llm_settings import EndpointSettings, LLMSettings, ServerSettings
 from .llm_tracing import trace_llm_call
+
+__all__ = [  # settings and the response check live in their own modules; imported from here as before
+    "ChatTask", "EndpointSettings", "LLMClient", "LLMSettings", "LLMUnavailableError", "LLMUsage",
+    "MalformedResponseError", "ServerSettings", "TaskResult", "cache_identity", "open_cache", "parse_chat_completion",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,144 +78,8 @@ DEFAULT_REASK = (
 )
 
 
-class EndpointSettings(BaseModel):
-    """One entry of ``llm.endpoints``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str
-    max_concurrency: int | None = Field(None, ge=1, description="calls at once; default llm.max_concurrency")
-    model: str | None = Field(None, description="model name at this endpoint; default llm.model")
-    api_key_env: str | None = None
-
-
-class ServerSettings(BaseModel):
-    """``llm.server``: the embedded server (used only when neither ``base_url`` nor ``endpoints`` is set)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backend: Literal["auto", "llama_server", "llama_cpp_python"] = "auto"
-    binary: str | None = None
-    parallel: int | None = Field(None, ge=1, description="llama_server slots; default llm.max_concurrency")
-    n_ctx: int = Field(4096, ge=256, description="context of one slot")
-    n_threads: int | None = Field(None, ge=1)
-    n_gpu_layers: int = 0
-    cache_reuse: int = Field(256, ge=0)
-    request_timeout: float | None = Field(None, gt=0, description="llama_server --timeout; default llm.timeout")
-    startup_timeout: float = Field(180.0, gt=0)
-    extra_args: list[str] = Field(default_factory=list)
-
-
-class LLMSettings(BaseModel):
-    """The ``llm:`` parameter block (``conf/base/parameters_llm.yml``); unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str
-    base_url: str | None = None
-    endpoints: list[EndpointSettings] | None = None
-    trace_sample_share: float = Field(
-        1.0, ge=0.0, le=1.0, description="share of completed calls recorded as MLflow traces of the active run"
-    )
-    cache_identity: str | None = Field(
-        None, description="the model identity cached calls are keyed on; default derived from model (and base_url)"
-    )
-    api_key_env: str | None = "OPENAI_API_KEY"
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    temperature: float = Field(0.8, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int = Field(512, ge=1)
-    seed: int = 42
-    timeout: float = Field(120.0, gt=0)
-    max_concurrency: int = Field(1, ge=1)
-    max_retries: int = Field(2, ge=0, description="re-asks after a malformed answer")
-    transport_retries: int = Field(
-        6, ge=1, description="attempts per call on connection errors, 429, 5xx, timeouts"
-    )
-    transport_budget_s: float = Field(
-        180.0, gt=0, description="seconds of retrying one call before giving up"
-    )
-    backoff_initial_s: float = Field(1.0, gt=0)
-    backoff_max_s: float = Field(30.0, gt=0)
-    endpoint_max_failures: int = Field(
-        3, ge=1, description="consecutive transport failures that take one of several endpoints out"
-    )
-    structured_output: Literal["auto", "json_schema", "json_object", "plain"] = "auto"
-    retry_failed: bool = Field(
-        False, description="ask again for tasks whose cached answers all failed validation (and replace them)"
-    )
-    cache_dir: str = "data/02_intermediate/llm_cache"
-    show_progress: bool = True
-
-    @model_validator(mode="after")
-    def _one_kind_of_endpoint(self) -> LLMSettings:
-        if self.base_url and self.endpoints:
-            raise ValueError("set either llm.base_url (one endpoint) or llm.endpoints (several), not both")
-        return self
-
-    @property
-    def remote(self) -> bool:
-        return bool(self.base_url or self.endpoints)
-
-    def resolved_structured_output(self) -> str:
-        """``auto``: ``json_object`` + schema for the embedded server (llama.cpp's grammar on both backends;
-        llama-cpp-python refuses ``json_schema``), ``json_schema`` for remote endpoints."""
-        if self.structured_output != "auto":
-            return self.structured_output
-        return "json_schema" if self.remote else "json_object"
-
-
 class LLMUnavailableError(RuntimeError):
     """The endpoint stayed unreachable (or kept answering 429/5xx) past the retry budget, or refused us."""
-
-
-class MalformedResponseError(Exception):
-    """An HTTP answer that is not an OpenAI chat completion (transport-level garbage; retried, never cached)."""
-
-    def __init__(self, base_url: str, status: int, content_type: str, body: bytes, reason: str) -> None:
-        self.base_url = base_url
-        self.status_code_seen = status
-        self.body_start = body[:200].decode("utf-8", errors="replace")
-        super().__init__(
-            f"{base_url} answered HTTP {status} ({content_type or 'no content type'}) with something that is not "
-            f"an OpenAI chat completion: {reason}; the body starts with {self.body_start!r}"
-        )
-
-
-def parse_chat_completion(response: Any, base_url: str) -> tuple[str, int, int]:
-    """(content, prompt_tokens, completion_tokens) of an HTTP answer, or :class:`MalformedResponseError`.
-
-    ``response`` is the HTTP response under the ``openai`` client (``with_raw_response``): anything with
-    ``status_code``, ``headers`` and ``content``.
-
-    Checked here, not by the ``openai`` package: it returns a text/plain body as a ``str`` and raises a bare
-    ``JSONDecodeError`` on a JSON content type with a non-JSON body, and accepts ``{"choices": []}``.
-    """
-    body = response.content
-    content_type = response.headers.get("content-type", "")
-
-    def malformed(reason: str) -> MalformedResponseError:
-        return MalformedResponseError(base_url, response.status_code, content_type, body, reason)
-
-    if "json" not in content_type.lower():
-        raise malformed("the content type is not JSON")
-    try:
-        data = json.loads(body)
-    except ValueError as error:
-        raise malformed(f"the body is not JSON ({error})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise malformed("no `choices` list")
-    if not data["choices"]:
-        raise malformed("`choices` is empty")
-    choice = data["choices"][0]
-    message = choice.get("message") if isinstance(choice, dict) else None
-    if not isinstance(message, dict):
-        raise malformed("`choices[0]` has no `message`")
-    content = message.get("content")
-    if content is not None and not isinstance(content, str):
-        raise malformed("`choices[0].message.content` is not a string")
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return content or "", int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 class _NeedsNetwork(Exception):
