@@ -32,9 +32,10 @@ def _mlflow_active() -> bool:
 
 class ParameterValidationHook:
     """Validates every parameter block with its settings model (``core.parameters``) before the first node
-    runs, so ``--params seed=abc`` or a misspelt key fails at once with a message naming the parameter."""
+    runs, so ``--params seed=abc`` or a misspelt key fails at once with a message naming the parameter.
+    ``tryfirst``: before kedro-mlflow's own hook opens a run, so bad parameters leave no empty MLflow run."""
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         if "parameters" not in catalog:  # pragma: no cover - Kedro always adds it
             return
