@@ -168,13 +168,14 @@ def test_a_bad_runner_argument_fails_before_the_run():
 
 # --- kedro run --env test, sequential and on the cluster -------------------------------------------------------
 
-REPORTING = Path("data") / "08_reporting"
+TEST_DATA = Path("data") / "test_env"  # the test env's outputs (catalog global base_location, conf/test/globals.yml)
+REPORTING = TEST_DATA / "08_reporting"
 CACHES = {Path("data") / "02_intermediate" / "llm_cache_test", Path("data") / "04_feature" / "embedding_cache"}
 
 
 def results(root: Path) -> dict[str, pd.DataFrame]:
     tables = {
-        method: pd.read_parquet(root / "data" / "07_model_output" / f"synthetic_pool_{method}.parquet") for method in METHODS
+        method: pd.read_parquet(root / TEST_DATA / "07_model_output" / f"synthetic_pool_{method}.parquet") for method in METHODS
     }
     tables["evaluation"] = pd.read_csv(root / REPORTING / "evaluation_table.csv")
     return tables
