@@ -270,3 +270,20 @@ def test_sigkill_during_each_save_leaves_old_or_new_complete_outputs(tmp_path, m
             )
         # the node's outputs are renamed together after its last save, so a kill during any save keeps them all old
         assert contents == old, f"killed while saving {target}: a mix of old and new outputs"
+
+
+def test_the_hook_travels_to_another_process_with_a_fresh_lock(tmp_path):
+    """A parallel runner (Dask) pickles the project's hooks for its workers; the copy works on its own."""
+    import pickle
+
+    hook = AtomicWritesHook()
+    hook._warned.add("some_memory_dataset")
+    copy = pickle.loads(pickle.dumps(hook))
+    assert copy._warned == {"some_memory_dataset"}
+    assert copy._lock is not hook._lock and not copy._lock.locked()
+    catalog = DataCatalog({"out": CSVDataset(filepath=str(tmp_path / "out.csv"))})
+    pipeline = Pipeline([Node(lambda: FRAME, None, "out", name="write")])
+    hook_manager = _create_hook_manager()
+    hook_manager.register(copy)
+    SequentialRunner().run(pipeline, catalog, hook_manager)
+    assert pd.read_csv(tmp_path / "out.csv").equals(FRAME)

@@ -262,6 +262,15 @@ class AtomicWritesHook:
         self._unsaved: dict[str, set[str]] = {}
         self._warned: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A parallel runner (Dask) ships the project's hooks to its workers: each worker starts with its own
+        # lock and no groups in flight (those belong to the nodes running in this process).
+        return {"_warned": set(self._warned)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
+        self._warned = state["_warned"]
+
     @hook_impl
     def before_node_run(self, node, catalog) -> None:
         held: list[AtomicLocalFileSystem] = []
