@@ -36,13 +36,14 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: browser help setup models models-small models-mpnet llama-server run run-test test bench bench-generation viz lint clean-data
+.PHONY: browser help setup models models-small models-mpnet llama-server run run-test test bench bench-generation bench-value viz lint clean-data
 
 help:
 	@echo "make run     set up (venv, deps, embedded models) and run the main job: kedro run"
 	@echo "make test    set up and run the tests"
 	@echo "make run-test  kedro run --env test (tiny, SmolLM2-135M)"
 	@echo "make bench   run the benchmarks (make bench-generation: the LLM servers, 20-30 min)"
+	@echo "make bench-value  the few-shot value benchmark (issue 13; results in data/08_reporting, see docs/value.md)"
 	@echo "make llama-server  build llama.cpp's llama-server into .venv/bin (part of setup; ~11 min once)"
 	@echo "make viz     build the kedro-viz static site into build/viz"
 
@@ -124,6 +125,11 @@ bench: setup
 # about 20-30 minutes on 2 cores (docs/generation.md)
 bench-generation: models
 	$(PY) benchmarks/bench_generation.py $(ARGS)
+
+# Few-shot value benchmark: real + SynAlign against real alone, held-out distribution metrics in two embedding
+# spaces (docs/value.md). ARGS="--publish" also copies the results to docs/results/.
+bench-value: models models-mpnet
+	$(PY) benchmarks/bench_value.py $(ARGS)
 
 viz: setup
 	$(KEDRO) viz build

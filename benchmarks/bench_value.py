@@ -1,0 +1,377 @@
+"""Few-shot value benchmark (issue 13): does real + SynAlign beat real alone, and is ``synalign_mmd`` closer
+to held-out real data than ``synalign_random``?
+
+    make bench-value                                   # the default run below, results in data/08_reporting
+    python benchmarks/bench_value.py --datasets sst2 --shots 8 --seeds 0   # a quick look
+    python benchmarks/bench_value.py --publish         # also copies the results to docs/results/
+
+For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<set>``):
+
+1. Three disjoint real parts (:mod:`synalign_kedro.core.fewshot`): ``heldout`` (``--heldout-share`` of each
+   class of ``train.csv``, one fixed split, seed 0: never fitted on), what the method may see (the rest), and
+   ``test.csv`` (the classifier's test set). From the visible part, ``shots`` rows per class, nested across
+   shots for one seed.
+2. One SynAlign pool per data set x seed (``--pool-per-class`` rows per class): the GP tracker (Algorithm 1)
+   picks demonstration batches among the *smallest* shots subset, then the two-stage generation (eq. 6-7)
+   with the project's prompts, LLM settings, cache and validation (``conf/``). The pool is generated once
+   and serves every shots value of the seed (the generator sees ``min(shots)`` examples per class: the cost
+   of the benchmark is the LLM, and this keeps it within reach of a 2-core machine).
+3. Variants, all of ``--synthetic-per-class`` rows per class, drawn without replacement per label with
+   probability proportional to a weight (one rule, :func:`~synalign_kedro.core.fewshot.draw_per_label`):
+   ``synalign_random`` (uniform weights), ``synalign_mmd`` (eq. 10 weights fitted to the shots subset with
+   the project's default alignment: random Fourier features, per label) and ``synalign_mmd_paper`` (the
+   paper's configuration: linear Theta, |Theta| = 100, one global problem, eq. 10-11). ``gold`` = the shots
+   subset alone.
+4. Scores: accuracy and macro-F1 on the full ``test.csv`` of a logistic regression on MiniLM embeddings,
+   ``C`` fixed in advance (1.0, the project default; nothing is chosen on the test set), trained on the shots
+   subset + the variant; distribution metrics of the variant (gold: of the shots subset) against ``heldout``
+   in MiniLM space (the one alignment uses) and in all-mpnet-base-v2 space (which nothing here fits on):
+   MMD^2 with a bandwidth fixed once per data set and space from the held-out rows, exact W1, and the
+   cross-validated real-vs-synthetic AUC (0.5 = indistinguishable).
+
+Outputs (``--out``, default ``data/08_reporting``): ``benchmark.csv`` (one row per cell),
+``benchmark_differences.csv`` (paired differences against gold, same seed and subset, with 95 % t-intervals
+over seeds), ``benchmark.png`` and ``benchmark.meta.json`` (command, commit, date, timings, tokens); one MLflow
+run in the project's tracking store (experiment ``bench_value``). Pools and their LLM usage are kept under
+``data/03_primary/bench_value/`` so a re-run (or a resumed one) asks the LLM nothing twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synalign_kedro.core import llm_server
+from synalign_kedro.core.aligned_variants import AlignmentSettings, align
+from synalign_kedro.core.classifier import evaluate_downstream
+from synalign_kedro.core.demonstrations import TrackerSettings, demonstration_batches
+from synalign_kedro.core.embedding import embed_texts
+from synalign_kedro.core.fewshot import (
+    draw_per_label,
+    fixed_bandwidth,
+    heldout_distances,
+    mean_interval,
+    nested_shots,
+    paired_differences,
+    split_heldout,
+)
+from synalign_kedro.core.generation import GenerationSettings, generate_pool, prompts_for_dataset
+from synalign_kedro.core.ingestion import ingest
+from synalign_kedro.core.llm_client import LLMClient, LLMSettings, cache_identity, open_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
+METHODS = ("gold", "synalign_random", "synalign_mmd", "synalign_mmd_paper")
+PAPER_ALIGNMENT = {"projection": "linear", "n_projections": 100, "per_label": False}
+CLASSIFIER_C = 1.0  # fixed in advance: the project's default (conf/base/parameters_evaluation.yml)
+
+
+def project_parameters(env: str) -> dict:
+    """The project's parameters (conf/base, then conf/<env>), read the way ``kedro run --env`` reads them."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        str(ROOT / "conf"),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+    )
+    return loader["parameters"]
+
+
+def embed(texts, space: str) -> np.ndarray:
+    return embed_texts(list(texts), model=SPACES[space], device="cpu", show_progress=False)
+
+
+class PoolSource:
+    """SynAlign pools for one data set: generated once per seed, saved (parquet + usage JSON), reused."""
+
+    def __init__(self, parameters: dict, dataset: str, profile: dict, pool_per_class: int, folder: Path) -> None:
+        self.parameters, self.dataset, self.profile = parameters, dataset, profile
+        self.pool_per_class, self.folder = pool_per_class, folder
+        self.prompts = prompts_for_dataset(dataset, parameters)
+        self.llm = parameters["llm"]
+
+    def pool(self, seed: int, demonstration_subset: pd.DataFrame, embeddings: np.ndarray) -> tuple[pd.DataFrame, dict]:
+        stem = self.folder / f"{self.dataset}_seed{seed}_shots{self._shots(demonstration_subset)}_pool{self.pool_per_class}"
+        pool_path, usage_path = stem.with_suffix(".parquet"), stem.with_suffix(".usage.json")
+        if pool_path.is_file() and usage_path.is_file():
+            return pd.read_parquet(pool_path), json.loads(usage_path.read_text())
+        tracker = TrackerSettings.model_validate({**self.parameters["exploration"]["tracker"], "device": "cpu"})
+        batches, _ = demonstration_batches(demonstration_subset, embeddings, tracker, seed)
+        n_labels = demonstration_subset["label"].nunique()
+        generation = GenerationSettings.model_validate(self.parameters["generation"])
+        config = generation.method_config("synalign", seed).model_copy(
+            update={"n_samples": self.pool_per_class * n_labels}
+        )
+        settings = LLMSettings.model_validate(self.llm)
+        cache = open_cache(settings)
+        started = time.perf_counter()
+        try:
+            client = LLMClient(
+                settings, cache_identity(settings), lambda: llm_server.resolve_endpoint(self.llm), cache,
+                self.prompts.reask,
+            )  # fmt: skip
+            pool, usage = generate_pool(client, config, self.prompts, self.profile, demonstration_subset, batches)
+        finally:
+            cache.close()
+        usage["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(pool_path, lambda path: pool.to_parquet(path))
+        _atomic_write(usage_path, lambda path: path.write_text(json.dumps(usage, indent=1, default=str)))
+        return pool, usage
+
+    @staticmethod
+    def _shots(subset: pd.DataFrame) -> int:
+        return int(subset["label"].value_counts().min())
+
+
+def _atomic_write(path: Path, write) -> None:
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def distribution_row(sets: dict[str, np.ndarray], heldout: dict[str, np.ndarray], bandwidths: dict, seed: int) -> dict:
+    row = {}
+    for space, embeddings in sets.items():
+        row.update(heldout_distances(heldout[space], embeddings, bandwidths[space], space, seed=seed))
+    return row
+
+
+def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) -> list[dict]:
+    profile = {**parameters[f"dataset_{dataset}"], "name": dataset}
+    real_train, real_test, _ = ingest(
+        ROOT / profile["train_path"], ROOT / profile["test_path"], profile["text_column"], profile["label_column"]
+    )
+    visible, heldout = split_heldout(real_train, args.heldout_share, seed=0)
+    heldout_embeddings = {space: embed(heldout["text"], space) for space in spaces}
+    bandwidths = {space: fixed_bandwidth(heldout_embeddings[space]) for space in spaces}
+    test_embeddings = embed(real_test["text"], "minilm")
+    test_labels = real_test["label"].astype(str).tolist()
+    source = PoolSource(parameters, dataset, profile, args.pool_per_class, ROOT / "data/03_primary/bench_value")
+    log(
+        f"{dataset}: visible {len(visible)}, held out {len(heldout)}, test {len(real_test)}, "
+        f"{visible['label'].nunique()} classes; bandwidths {bandwidths}"
+    )
+    rows = []
+    for seed in args.seeds:
+        subsets = nested_shots(visible, args.shots, seed, dataset)
+        smallest = subsets[min(args.shots)]
+        started = time.perf_counter()
+        pool, usage = source.pool(seed, smallest, embed(smallest["text"], "minilm"))
+        tokens = int(usage["prompt_tokens"] + usage["completion_tokens"])
+        log(
+            f"{dataset} seed {seed}: pool of {len(pool)} ({time.perf_counter() - started:.0f} s here, "
+            f"{usage.get('benchmark_wall_s', 0)} s when generated, {tokens} tokens, {usage['calls']} calls)"
+        )
+        pool_labels = pool["label"].astype(str).to_numpy()
+        pool_embeddings = {space: embed(pool["text"], space) for space in spaces}
+        for shots, subset in subsets.items():
+            real_embeddings = embed(subset["text"], "minilm")
+            weights = {
+                "synalign_random": np.ones(len(pool)),
+                "synalign_mmd": align(
+                    pool, pool_embeddings["minilm"], subset, real_embeddings, AlignmentSettings(), seed
+                ).weights,
+                "synalign_mmd_paper": align(
+                    pool, pool_embeddings["minilm"], subset, real_embeddings,
+                    AlignmentSettings(**PAPER_ALIGNMENT), seed,
+                ).weights,
+            }  # fmt: skip
+            for method in METHODS:
+                if method == "gold":
+                    rows_drawn = np.zeros(0, dtype=np.int64)
+                    distribution = distribution_row(
+                        {s: embed(subset["text"], s) for s in spaces}, heldout_embeddings, bandwidths, seed
+                    )
+                else:
+                    rows_drawn = draw_per_label(weights[method], pool_labels, args.synthetic_per_class, seed)
+                    distribution = distribution_row(
+                        {s: pool_embeddings[s][rows_drawn] for s in spaces}, heldout_embeddings, bandwidths, seed
+                    )
+                downstream = evaluate_downstream(
+                    real_embeddings, subset["label"].astype(str).tolist(), test_embeddings, test_labels, [seed],
+                    synthetic_emb=pool_embeddings["minilm"][rows_drawn],
+                    synthetic_labels=pool_labels[rows_drawn].tolist(), resample="none", C=CLASSIFIER_C,
+                    max_iter=2000,
+                )  # fmt: skip
+                rows.append(
+                    {
+                        "dataset": dataset, "shots": shots, "seed": seed, "method": method,
+                        "n_real": len(subset), "n_synthetic": len(rows_drawn),
+                        "n_distinct_synthetic": len(set(pool["synthetic_id"].iloc[rows_drawn])),
+                        "accuracy": downstream["accuracy"], "macro_f1": downstream["macro_f1"],
+                        **distribution,
+                        "pool_size": len(pool), "pool_tokens": tokens,
+                        "tokens_per_kept_sample": tokens / len(pool) if len(pool) else np.nan,
+                        "ids": "" if method == "gold" else " ".join(pool["synthetic_id"].iloc[rows_drawn].astype(str)),
+                    }
+                )  # fmt: skip
+            summary = {r["method"]: round(r["accuracy"], 3) for r in rows[-len(METHODS) :]}
+            log(f"{dataset} seed {seed} shots {shots}: accuracy {summary}")
+    return rows
+
+
+def plot(table: pd.DataFrame, differences: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(2, len(datasets), figsize=(4.6 * len(datasets), 7.2), squeeze=False)
+    for column, dataset in enumerate(datasets):
+        part = table[table["dataset"] == dataset]
+        top, bottom = axes[0][column], axes[1][column]
+        for offset, method in enumerate(METHODS):
+            rows = part[part["method"] == method]
+            shots = sorted(rows["shots"].unique())
+            stats = [mean_interval(rows.loc[rows["shots"] == s, "accuracy"]) for s in shots]
+            x = np.array(shots, dtype=float) * (1 + 0.04 * (offset - 1.5))
+            top.errorbar(x, [m for m, _ in stats], yerr=[np.nan_to_num(h) for _, h in stats], marker="o",
+                         capsize=3, label=method)  # fmt: skip
+            if method == "gold":
+                continue
+            diff = differences[(differences["dataset"] == dataset) & (differences["method"] == method)]
+            diff = diff.sort_values("shots")
+            bottom.errorbar(
+                diff["shots"].to_numpy(dtype=float) * (1 + 0.04 * (offset - 2)), diff["mean_difference"],
+                yerr=np.nan_to_num((diff["ci_high"] - diff["ci_low"]).to_numpy() / 2), marker="o", capsize=3,
+                label=method,
+            )  # fmt: skip
+        top.set_xscale("log", base=2)
+        bottom.set_xscale("log", base=2)
+        bottom.axhline(0.0, color="grey", linewidth=1)
+        top.set_title(f"{dataset}: accuracy on real test (95 % CI over seeds)", fontsize=9)
+        bottom.set_title("paired difference against gold (95 % CI)", fontsize=9)
+        bottom.set_xlabel("real examples per class (shots)")
+        top.set_ylabel("accuracy")
+        bottom.set_ylabel("accuracy - gold accuracy")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    partial = path.with_name(path.stem + ".partial.png")
+    fig.savefig(partial, dpi=110)
+    plt.close(fig)
+    os.replace(partial, path)
+
+
+def log_to_mlflow(parameters_file: Path, table: pd.DataFrame, differences: pd.DataFrame, meta: dict, files: list[Path]) -> str:
+    import mlflow
+    import yaml
+
+    uri = yaml.safe_load(parameters_file.read_text())["server"]["mlflow_tracking_uri"]
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("bench_value")
+    with mlflow.start_run(run_name="bench_value") as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in meta["arguments"].items()})
+        mlflow.set_tags({"commit": meta["commit"], "command": meta["command"]})
+        grouped = table.groupby(["dataset", "shots", "method"])[["accuracy", "macro_f1"]].mean()
+        for (dataset, shots, method), values in grouped.iterrows():
+            for metric, value in values.items():
+                if np.isfinite(value):
+                    mlflow.log_metric(f"{dataset}.shots{shots}.{method}.{metric}", float(value))
+        for row in differences.itertuples():
+            if np.isfinite(row.mean_difference):
+                mlflow.log_metric(f"{row.dataset}.shots{row.shots}.{row.method}.{row.metric}_minus_gold", row.mean_difference)
+        for file in files:
+            mlflow.log_artifact(str(file))
+        return run.info.run_id
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks", "conf"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        return commit + ("+uncommitted" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["sst2", "ag_news", "amazon_category"])
+    parser.add_argument("--shots", nargs="+", type=int, default=[8, 32], help="real examples per class")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the real subsets")
+    parser.add_argument("--pool-per-class", type=int, default=16, help="SynAlign pool rows per class")
+    parser.add_argument("--synthetic-per-class", type=int, default=8, help="zeta per class, every variant")
+    parser.add_argument("--heldout-share", type=float, default=0.5, help="share of train.csv held out")
+    parser.add_argument("--spaces", nargs="+", choices=sorted(SPACES), default=["minilm", "mpnet"])
+    parser.add_argument("--env", default="local", help="conf/<env> over conf/base, as kedro run --env")
+    parser.add_argument("--out", default="data/08_reporting", help="results folder")
+    parser.add_argument("--publish", action="store_true", help="also copy the results to docs/results/")
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args()
+    if "minilm" not in args.spaces:
+        parser.error("--spaces must include minilm (the classifier's and the aligner's space)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the embedded LLM server
+    os.chdir(ROOT)  # relative paths of conf/ (cache, models) are the project's
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.0f} s] {message}", flush=True)
+
+    parameters = project_parameters(args.env)
+    rows = []
+    try:
+        for dataset in args.datasets:
+            rows.extend(run_dataset(dataset, args, parameters, args.spaces, log))
+    finally:
+        llm_server.stop_all()
+    table = pd.DataFrame(rows)
+    differences = pd.concat(
+        [paired_differences(table, metric) for metric in ("accuracy", "macro_f1")], ignore_index=True
+    )
+    paths = {name: out / name for name in ("benchmark.csv", "benchmark_differences.csv", "benchmark.png", "benchmark.meta.json")}
+    _atomic_write(paths["benchmark.csv"], lambda p: table.to_csv(p, index=False))
+    _atomic_write(paths["benchmark_differences.csv"], lambda p: differences.to_csv(p, index=False))
+    plot(table, differences, paths["benchmark.png"])
+    meta = {
+        "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_value.py", *sys.argv[1:]]),
+        "arguments": vars(args),
+        "commit": git_commit(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "llm_model": parameters["llm"]["model"],
+        "llm_backend": parameters["llm"]["server"]["backend"],
+        "embedders": {space: SPACES[space] for space in args.spaces},
+        "classifier": f"logistic regression on MiniLM embeddings, C={CLASSIFIER_C} fixed in advance",
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "rows": len(table),
+    }
+    _atomic_write(paths["benchmark.meta.json"], lambda p: p.write_text(json.dumps(meta, indent=1)))
+    if not args.no_mlflow:
+        meta["mlflow_run_id"] = log_to_mlflow(ROOT / "conf/base/mlflow.yml", table, differences, meta, list(paths.values()))
+        _atomic_write(paths["benchmark.meta.json"], lambda p: p.write_text(json.dumps(meta, indent=1)))
+    if args.publish:
+        results = ROOT / "docs/results"
+        for name, path in paths.items():
+            shutil.copyfile(path, results / name)
+    summary = table.groupby(["dataset", "shots", "method"])[["accuracy", "heldout_mmd_minilm"] + (
+        ["heldout_mmd_mpnet"] if "mpnet" in args.spaces else [])].mean()  # fmt: skip
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(differences[differences["metric"] == "accuracy"].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+    print(json.dumps({k: meta[k] for k in ("commit", "date", "wall_s", "rows")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
