@@ -9,7 +9,12 @@ from scipy.optimize import minimize
 from scipy.spatial.distance import cdist
 
 from synalign_kedro.core import alignment as core
-from synalign_kedro.core.aligned_variants import resample_indices
+from synalign_kedro.core.aligned_variants import (
+    AlignmentSettings,
+    build_variants,
+    resample_indices,
+    stratum_allocation,
+)
 from synalign_kedro.core.metrics import median_heuristic_bandwidth, mmd_rbf, wasserstein_distance
 
 
@@ -246,6 +251,58 @@ def test_stratified_resampling_allocates_by_weight_mass():
     strata = ["a", "a", "b", "b"]
     rows = resample_indices(weights, 10, replace=True, seed=0, strata=strata)
     assert np.isin(rows, [0, 1]).sum() == 6 and np.isin(rows, [2, 3]).sum() == 4
+
+
+def test_an_allocation_fixes_the_rows_per_stratum():
+    weights = np.array([0.3, 0.3, 0.1, 0.3])
+    strata = ["a", "a", "b", "b"]
+    assert stratum_allocation(weights, strata, 10) == {"a": 6, "b": 4}
+    rows = resample_indices(np.ones(4), 10, replace=True, seed=0, strata=strata, allocation={"a": 3, "b": 7})
+    assert np.isin(rows, [0, 1]).sum() == 3 and np.isin(rows, [2, 3]).sum() == 7
+    assert len(resample_indices(np.ones(4), 10, seed=0, strata=strata, allocation={"b": 5})) == 5
+
+
+def _weighted_pool(n_pos: int, n_neg: int, seed: int = 0):
+    """A pool of ``n_pos`` + ``n_neg`` rows with non-uniform weights whose label masses (0.5 / 0.5, the real
+    label shares of per-label alignment) differ from the pool's label shares."""
+    from tests.pools import synthetic_pool
+
+    labels = ["pos"] * n_pos + ["neg"] * n_neg
+    pool = synthetic_pool([f"text {i}" for i in range(len(labels))], labels, "synalign")
+    rng = np.random.default_rng(seed)
+    raw = rng.dirichlet(np.full(len(labels), 0.3))
+    is_pos = np.array(labels) == "pos"
+    weight = np.where(is_pos, 0.5 * raw / raw[is_pos].sum(), 0.5 * raw / raw[~is_pos].sum())
+    return pool, pool[["synthetic_id", "label"]].assign(weight=weight)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+@pytest.mark.parametrize("n_resample", [11, 24])
+def test_random_and_mmd_variants_differ_only_in_the_weights(replace, n_resample):
+    """synalign_random and synalign_mmd: one rule (size, replace, rows per label), different rows."""
+    pool, weights = _weighted_pool(45, 15)  # pool 75 % pos; weight mass 50 % pos
+    settings = AlignmentSettings(n_resample=n_resample, replace=replace, per_label=True)
+    every, random, mmd = build_variants(pool, weights, settings, seed=3)
+    assert len(every) == 60
+    assert len(random) == len(mmd) == n_resample
+    counts_random, counts_mmd = random["label"].value_counts(), mmd["label"].value_counts()
+    assert counts_random.to_dict() == counts_mmd.to_dict()
+    assert abs(counts_mmd["pos"] - counts_mmd["neg"]) <= 1  # the weights' label mass, not the pool's 3:1
+    assert sorted(random["synthetic_id"]) != sorted(mmd["synthetic_id"])
+    assert set(random["synthetic_id"]) != set(mmd["synthetic_id"])
+    if not replace:
+        assert random["synthetic_id"].is_unique and mmd["synthetic_id"].is_unique
+    # heavy weights are drawn more often by mmd than by the uniform rule
+    heavy = set(weights.nlargest(10, "weight")["synthetic_id"])
+    assert mmd["synthetic_id"].isin(heavy).sum() > random["synthetic_id"].isin(heavy).sum()
+
+
+def test_global_alignment_draws_random_and_mmd_alike():
+    pool, weights = _weighted_pool(30, 30, seed=1)
+    settings = AlignmentSettings(n_resample=20, replace=True, per_label=False)
+    _, random, mmd = build_variants(pool, weights, settings, seed=0)
+    assert len(random) == len(mmd) == 20
+    assert set(random["synthetic_id"]) != set(mmd["synthetic_id"])
 
 
 def test_torch_device_auto_runs():

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -138,8 +138,15 @@ def learn_weights(
 def build_variants(
     pool: pd.DataFrame, weights: pd.DataFrame, settings: AlignmentSettings, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The three variants of sec. 4.1: ``synalign_all`` (whole pool), ``synalign_random`` (zeta uniformly at
-    random) and ``synalign_mmd`` (zeta by weight); each is the pool's columns plus ``weight``."""
+    """The three variants of sec. 4.1: ``synalign_all`` (whole pool), ``synalign_random`` and ``synalign_mmd``
+    (zeta rows each); each is the pool's columns plus ``weight``.
+
+    ``synalign_random`` and ``synalign_mmd`` are drawn by one rule and differ only in the weights inside a
+    label (uniform, or eq. 10's): the same zeta, the same ``replace`` setting, the same seed and, with
+    ``per_label``, the same rows per label (the largest-remainder allocation of zeta by the learnt weights'
+    mass per label, i.e. the real label shares). So a difference between their scores is the weights' doing,
+    not a difference of size, label mix or duplicates. (Without replacement, a label with fewer rows of
+    positive weight than its allocation gives ``synalign_mmd`` fewer rows, with a warning.)"""
     require_columns(weights, ["synthetic_id", "weight"], "alignment_weights")
     if not pool["synthetic_id"].astype(str).equals(weights["synthetic_id"].astype(str)):
         raise ValueError("alignment_weights is not row-aligned with synthetic_pool_synalign; re-run alignment")
@@ -148,18 +155,30 @@ def build_variants(
     pool = pool.reset_index(drop=True).assign(weight=weights["weight"].to_numpy(dtype=float))
     n_resample = resolve_n_resample(len(pool), settings.n_resample, settings.resample_fraction)
     strata = pool["label"].astype(str).tolist() if settings.per_label else None
-    uniform = np.full(len(pool), 1.0)
-    # Random baseline: without replacement whenever the pool is large enough (the paper's "zeta randomly
-    # selected samples"); with replacement only if zeta exceeds the pool.
-    random_rows = resample_indices(uniform, n_resample, replace=n_resample > len(pool), seed=seed)
-    mmd_rows = resample_indices(
-        pool["weight"].to_numpy(), n_resample, replace=settings.replace, seed=seed, strata=strata
-    )
+    random_rows, mmd_rows = resample_pair(pool["weight"].to_numpy(), n_resample, settings.replace, seed, strata)
     logger.info(
-        "Variants: all=%d, random=%d, mmd=%d rows (%d distinct)",
-        len(pool), len(random_rows), len(mmd_rows), len(np.unique(mmd_rows)),
+        "Variants: all=%d, random=%d (%d distinct), mmd=%d (%d distinct) rows",
+        len(pool), len(random_rows), len(np.unique(random_rows)), len(mmd_rows), len(np.unique(mmd_rows)),
     )  # fmt: skip
     return pool, pool.iloc[random_rows].reset_index(drop=True), pool.iloc[mmd_rows].reset_index(drop=True)
+
+
+def resample_pair(
+    weights: np.ndarray, n_samples: int, replace: bool, seed: int, strata: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(random_rows, weighted_rows)``: :func:`resample_indices` with uniform weights and with ``weights``,
+    under one rule: the same ``n_samples``, ``replace``, ``seed`` and ``strata``, and with strata the same
+    rows per stratum (allocated by ``weights``' mass, :func:`stratum_allocation`). Only the weights inside a
+    stratum differ."""
+    allocation = stratum_allocation(weights, strata, n_samples) if strata is not None else None
+    uniform = np.ones(len(weights))
+    random_rows = resample_indices(
+        uniform, n_samples, replace=replace, seed=seed, strata=strata, allocation=allocation
+    )
+    weighted_rows = resample_indices(
+        weights, n_samples, replace=replace, seed=seed, strata=strata, allocation=allocation
+    )
+    return random_rows, weighted_rows
 
 
 def resolve_n_resample(pool_size: int, n_resample: int | None, resample_fraction: float) -> int:
@@ -195,6 +214,7 @@ def theta_sweep(
     n_resample = resolve_n_resample(len(pool), settings.n_resample, settings.resample_fraction)
     strata = pool["label"].astype(str).tolist() if settings.per_label else None
     rows = []
+    learnt = None  # the first usable weights: their per-label mass (the real label shares) sets the random rows
     for projection in sweep.projections:
         for n_projections in sweep.n_projections:
             result = align(
@@ -205,6 +225,7 @@ def theta_sweep(
                 logger.warning("All-zero weights: no Wasserstein distance for |Theta|=%s", n_projections)
                 rows.append({"projection": projection, "n_projections": int(n_projections)})
                 continue
+            learnt = result.weights if learnt is None else learnt
             resampled = resample_indices(
                 result.weights, n_resample, replace=settings.replace, seed=seed, strata=strata
             )
@@ -218,8 +239,12 @@ def theta_sweep(
                     "effective_sample_size": effective_sample_size(result.weights),
                 }
             )
-    # the baselines: every row with equal weight (synalign_all) and zeta rows at random (synalign_random)
-    random_rows = resample_indices(np.ones(len(pool)), n_resample, replace=n_resample > len(pool), seed=seed)
+    # the baselines: every row with equal weight (synalign_all) and zeta rows at random (synalign_random, drawn
+    # by the same rule as the weighted rows: build_variants' resample_pair, per-label allocation of the weights)
+    if learnt is not None:
+        random_rows, _ = resample_pair(learnt, n_resample, settings.replace, seed, strata)
+    else:
+        random_rows = resample_indices(np.ones(len(pool)), n_resample, replace=settings.replace, seed=seed)
     rows.append(
         {
             "projection": "none (uniform)",
@@ -256,14 +281,17 @@ def resample_indices(
     replace: bool = True,
     seed: int = 0,
     strata: Sequence[str] | None = None,
+    allocation: Mapping[str, int] | None = None,
 ) -> np.ndarray:
     """Draw ``n_samples`` row indices with probability proportional to ``weights``.
 
     ``replace=True`` is the paper's resampling with replacement. Without replacement, at most the number of
     rows with positive weight can be drawn; a larger request is capped with a warning. With ``strata``
     (e.g. labels) each stratum gets a share of ``n_samples`` proportional to its total weight (largest
-    remainder), then draws inside it: the label mix of the result then follows the weights exactly instead of
-    by chance. Returns the indices sorted.
+    remainder, :func:`stratum_allocation`), then draws inside it: the label mix of the result then follows the
+    weights exactly instead of by chance. ``allocation`` (with ``strata``) gives the rows per stratum instead,
+    e.g. the allocation of other weights, so that two draws share one label mix; a stratum it leaves out gets
+    none. Returns the indices sorted.
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1:
@@ -282,15 +310,28 @@ def resample_indices(
     strata = np.asarray([str(s) for s in strata])
     if len(strata) != len(w):
         raise ValueError(f"strata has {len(strata)} entries for {len(w)} weights")
+    if allocation is None:
+        allocation = stratum_allocation(w, strata, n_samples)
+    drawn = []
+    for group, count in sorted(allocation.items()):
+        rows = np.flatnonzero(strata == group)
+        if count > 0 and w[rows].sum() > 0:
+            drawn.append(_draw(w[rows], rows, int(count), replace, rng))
+    return np.sort(np.concatenate(drawn)) if drawn else np.zeros(0, dtype=np.int64)
+
+
+def stratum_allocation(weights: np.ndarray, strata: Sequence[str], n_samples: int) -> dict[str, int]:
+    """Rows per stratum: ``n_samples`` shared among the strata of positive total weight in proportion to that
+    weight (largest remainder, so the counts sum to ``n_samples`` exactly)."""
+    w = np.asarray(weights, dtype=np.float64)
+    strata = np.asarray([str(s) for s in strata])
+    if len(strata) != len(w):
+        raise ValueError(f"strata has {len(strata)} entries for {len(w)} weights")
+    if w.sum() <= 0:
+        return {}
     groups = [g for g in sorted(set(strata.tolist())) if w[strata == g].sum() > 0]
     masses = np.array([w[strata == g].sum() for g in groups]) / w.sum()
-    allocation = _largest_remainder(masses, n_samples)
-    drawn = [
-        _draw(w[strata == g], np.flatnonzero(strata == g), count, replace, rng)
-        for g, count in zip(groups, allocation, strict=True)
-        if count > 0
-    ]
-    return np.sort(np.concatenate(drawn)) if drawn else np.zeros(0, dtype=np.int64)
+    return {g: int(c) for g, c in zip(groups, _largest_remainder(masses, n_samples), strict=True)}
 
 
 def _draw(w: np.ndarray, rows: np.ndarray, count: int, replace: bool, rng: np.random.Generator) -> np.ndarray:

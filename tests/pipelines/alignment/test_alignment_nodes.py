@@ -75,9 +75,11 @@ def test_variants(case, params):
     every, random, mmd = nodes.build_variants(pool, weights, params["alignment"], 0)
     assert list(every.columns) == [*POOL_COLUMNS, "weight"]
     assert len(every) == 50 and every["weight"].sum() == pytest.approx(1.0)
+    # one sampling rule: same size and label mix, both drawn with replacement (alignment.replace: true)
     assert len(random) == len(mmd) == 25
-    assert random["synthetic_id"].is_unique  # uniform draw without replacement
+    assert random["label"].value_counts().to_dict() == mmd["label"].value_counts().to_dict()
     assert set(mmd["synthetic_id"]) <= set(pool["synthetic_id"])
+    assert set(random["synthetic_id"]) != set(mmd["synthetic_id"])
     real_like = set(pool["synthetic_id"].iloc[:30])
     assert mmd["synthetic_id"].isin(real_like).mean() > random["synthetic_id"].isin(real_like).mean()
 
@@ -87,7 +89,8 @@ def test_variants_without_replacement_and_fixed_zeta(case, params):
     config = {**params["alignment"], "replace": False, "n_resample": 10}
     weights, _, _ = nodes.learn_alignment_weights(pool, pool_embeddings, real, real_embeddings, config, 0)
     _, random, mmd = nodes.build_variants(pool, weights, config, 0)
-    assert len(random) == len(mmd) == 10 and mmd["synthetic_id"].is_unique
+    assert len(random) == len(mmd) == 10 and mmd["synthetic_id"].is_unique and random["synthetic_id"].is_unique
+    assert random["label"].value_counts().to_dict() == mmd["label"].value_counts().to_dict()
 
 
 def test_an_empty_pool_is_an_error_not_a_result(case, params):
