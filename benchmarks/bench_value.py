@@ -31,7 +31,7 @@ For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<
 
 Outputs (``--out``, default ``data/08_reporting``): ``benchmark.csv`` (one row per cell),
 ``benchmark_differences.csv`` (paired differences against gold, same seed and subset, with 95 % t-intervals
-over seeds), ``benchmark.png`` and ``benchmark.meta.json`` (command, commit, date, timings, tokens); one MLflow
+over seeds), ``benchmark.md`` (the tables docs/value.md quotes), ``benchmark.png`` and ``benchmark.meta.json`` (command, commit, date, timings, tokens); one MLflow
 run in the project's tracking store (experiment ``bench_value``). Pools and their LLM usage are kept under
 ``data/03_primary/bench_value/`` so a re-run (or a resumed one) asks the LLM nothing twice.
 """
@@ -76,6 +76,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
 METHODS = ("gold", "synalign_random", "synalign_mmd", "synalign_mmd_paper")
 PAPER_ALIGNMENT = {"projection": "linear", "n_projections": 100, "per_label": False}
+SKIPPED: list[
+    str
+] = []  # shots a data set cannot give (too few visible rows in a class), said in the meta file
+OUTPUTS = (
+    "benchmark.csv",
+    "benchmark_differences.csv",
+    "benchmark.md",
+    "benchmark.png",
+    "benchmark.meta.json",
+)
 CLASSIFIER_C = 1.0  # fixed in advance: the project's default (conf/base/parameters_evaluation.yml)
 
 
@@ -99,18 +109,27 @@ def embed(texts, space: str) -> np.ndarray:
 class PoolSource:
     """SynAlign pools for one data set: generated once per seed, saved (parquet + usage JSON), reused."""
 
-    def __init__(self, parameters: dict, dataset: str, profile: dict, pool_per_class: int, folder: Path) -> None:
+    def __init__(
+        self, parameters: dict, dataset: str, profile: dict, pool_per_class: int, folder: Path
+    ) -> None:
         self.parameters, self.dataset, self.profile = parameters, dataset, profile
         self.pool_per_class, self.folder = pool_per_class, folder
         self.prompts = prompts_for_dataset(dataset, parameters)
         self.llm = parameters["llm"]
 
-    def pool(self, seed: int, demonstration_subset: pd.DataFrame, embeddings: np.ndarray) -> tuple[pd.DataFrame, dict]:
-        stem = self.folder / f"{self.dataset}_seed{seed}_shots{self._shots(demonstration_subset)}_pool{self.pool_per_class}"
+    def pool(
+        self, seed: int, demonstration_subset: pd.DataFrame, embeddings: np.ndarray
+    ) -> tuple[pd.DataFrame, dict]:
+        stem = (
+            self.folder
+            / f"{self.dataset}_seed{seed}_shots{self._shots(demonstration_subset)}_pool{self.pool_per_class}"
+        )
         pool_path, usage_path = stem.with_suffix(".parquet"), stem.with_suffix(".usage.json")
         if pool_path.is_file() and usage_path.is_file():
             return pd.read_parquet(pool_path), json.loads(usage_path.read_text())
-        tracker = TrackerSettings.model_validate({**self.parameters["exploration"]["tracker"], "device": "cpu"})
+        tracker = TrackerSettings.model_validate(
+            {**self.parameters["exploration"]["tracker"], "device": "cpu"}
+        )
         batches, _ = demonstration_batches(demonstration_subset, embeddings, tracker, seed)
         n_labels = demonstration_subset["label"].nunique()
         generation = GenerationSettings.model_validate(self.parameters["generation"])
@@ -125,7 +144,9 @@ class PoolSource:
                 settings, cache_identity(settings), lambda: llm_server.resolve_endpoint(self.llm), cache,
                 self.prompts.reask,
             )  # fmt: skip
-            pool, usage = generate_pool(client, config, self.prompts, self.profile, demonstration_subset, batches)
+            pool, usage = generate_pool(
+                client, config, self.prompts, self.profile, demonstration_subset, batches
+            )
         finally:
             cache.close()
         usage["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
@@ -145,7 +166,9 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(partial, path)
 
 
-def distribution_row(sets: dict[str, np.ndarray], heldout: dict[str, np.ndarray], bandwidths: dict, seed: int) -> dict:
+def distribution_row(
+    sets: dict[str, np.ndarray], heldout: dict[str, np.ndarray], bandwidths: dict, seed: int
+) -> dict:
     row = {}
     for space, embeddings in sets.items():
         row.update(heldout_distances(heldout[space], embeddings, bandwidths[space], space, seed=seed))
@@ -155,22 +178,34 @@ def distribution_row(sets: dict[str, np.ndarray], heldout: dict[str, np.ndarray]
 def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) -> list[dict]:
     profile = {**parameters[f"dataset_{dataset}"], "name": dataset}
     real_train, real_test, _ = ingest(
-        ROOT / profile["train_path"], ROOT / profile["test_path"], profile["text_column"], profile["label_column"]
+        ROOT / profile["train_path"],
+        ROOT / profile["test_path"],
+        profile["text_column"],
+        profile["label_column"],
     )
     visible, heldout = split_heldout(real_train, args.heldout_share, seed=0)
     heldout_embeddings = {space: embed(heldout["text"], space) for space in spaces}
     bandwidths = {space: fixed_bandwidth(heldout_embeddings[space]) for space in spaces}
     test_embeddings = embed(real_test["text"], "minilm")
     test_labels = real_test["label"].astype(str).tolist()
-    source = PoolSource(parameters, dataset, profile, args.pool_per_class, ROOT / "data/03_primary/bench_value")
+    source = PoolSource(
+        parameters, dataset, profile, args.pool_per_class, ROOT / "data/03_primary/bench_value"
+    )
     log(
         f"{dataset}: visible {len(visible)}, held out {len(heldout)}, test {len(real_test)}, "
         f"{visible['label'].nunique()} classes; bandwidths {bandwidths}"
     )
+    smallest_class = int(visible["label"].value_counts().min())
+    shots_here = [s for s in args.shots if s <= smallest_class]
+    for s in sorted(set(args.shots) - set(shots_here)):
+        SKIPPED.append(f"{dataset}: shots={s} skipped, its smallest class has {smallest_class} visible rows")
+        log(SKIPPED[-1])
+    if not shots_here:
+        return []
     rows = []
     for seed in args.seeds:
-        subsets = nested_shots(visible, args.shots, seed, dataset)
-        smallest = subsets[min(args.shots)]
+        subsets = nested_shots(visible, shots_here, seed, dataset)
+        smallest = subsets[min(shots_here)]
         started = time.perf_counter()
         pool, usage = source.pool(seed, smallest, embed(smallest["text"], "minilm"))
         tokens = int(usage["prompt_tokens"] + usage["completion_tokens"])
@@ -201,7 +236,10 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                 else:
                     rows_drawn = draw_per_label(weights[method], pool_labels, args.synthetic_per_class, seed)
                     distribution = distribution_row(
-                        {s: pool_embeddings[s][rows_drawn] for s in spaces}, heldout_embeddings, bandwidths, seed
+                        {s: pool_embeddings[s][rows_drawn] for s in spaces},
+                        heldout_embeddings,
+                        bandwidths,
+                        seed,
                     )
                 downstream = evaluate_downstream(
                     real_embeddings, subset["label"].astype(str).tolist(), test_embeddings, test_labels, [seed],
@@ -269,7 +307,62 @@ def plot(table: pd.DataFrame, differences: pd.DataFrame, path: Path) -> None:
     os.replace(partial, path)
 
 
-def log_to_mlflow(parameters_file: Path, table: pd.DataFrame, differences: pd.DataFrame, meta: dict, files: list[Path]) -> str:
+def summary_markdown(table: pd.DataFrame, differences: pd.DataFrame, meta: dict) -> str:
+    """The tables docs/value.md quotes: means over seeds with 95 % t-intervals, and the paired differences."""
+    metrics = ["accuracy", "macro_f1"] + [c for c in table.columns if c.startswith("heldout_")]
+    lines = [
+        f"Produced by `{meta['command']}` at commit {meta['commit']} on {meta['date']} ({meta['wall_s']:.0f} s).",
+        "",
+        "Means over seeds (± half width of the 95 % t-interval; n = seeds). Gold's distribution metrics are those",
+        "of its real subset (n_real rows), the synthetic variants' those of their n_synthetic rows.",
+        "",
+        "| dataset | shots | method | n | n_synthetic | " + " | ".join(metrics) + " |",
+        "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in metrics) + " |",
+    ]
+    for (dataset, shots, method), group in table.groupby(["dataset", "shots", "method"], sort=False):
+        cells = []
+        for metric in metrics:
+            mean, half = mean_interval(group[metric])
+            cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" ± {half:.4f}"))
+        lines.append(
+            f"| {dataset} | {shots} | {method} | {len(group)} | {int(group['n_synthetic'].iloc[0])} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        "Paired differences against gold (same data set, shots and seed), mean and 95 % t-interval over seeds:",
+        "",
+        "| dataset | shots | method | metric | mean difference | 95 % interval |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in differences.itertuples():
+        lines.append(
+            f"| {row.dataset} | {row.shots} | {row.method} | {row.metric} | {row.mean_difference:+.4f} | "
+            f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] |"
+        )
+    mmd = table[table["method"].isin(["synalign_random", "synalign_mmd"])]
+    lines += [
+        "",
+        "synalign_mmd against synalign_random at equal size (paired by seed; negative = mmd closer):",
+        "",
+    ]
+    lines += [
+        "| dataset | shots | metric | mean difference | 95 % interval |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for metric in [c for c in table.columns if c.startswith("heldout_")]:
+        paired = paired_differences(mmd, metric, baseline="synalign_random")
+        for row in paired.itertuples():
+            lines.append(
+                f"| {row.dataset} | {row.shots} | {metric} | {row.mean_difference:+.5f} | [{row.ci_low:+.5f}, {row.ci_high:+.5f}] |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def log_to_mlflow(
+    parameters_file: Path, table: pd.DataFrame, differences: pd.DataFrame, meta: dict, files: list[Path]
+) -> str:
     import mlflow
     import yaml
 
@@ -286,7 +379,10 @@ def log_to_mlflow(parameters_file: Path, table: pd.DataFrame, differences: pd.Da
                     mlflow.log_metric(f"{dataset}.shots{shots}.{method}.{metric}", float(value))
         for row in differences.itertuples():
             if np.isfinite(row.mean_difference):
-                mlflow.log_metric(f"{row.dataset}.shots{row.shots}.{row.method}.{row.metric}_minus_gold", row.mean_difference)
+                mlflow.log_metric(
+                    f"{row.dataset}.shots{row.shots}.{row.method}.{row.metric}_minus_gold",
+                    row.mean_difference,
+                )
         for file in files:
             mlflow.log_artifact(str(file))
         return run.info.run_id
@@ -294,7 +390,9 @@ def log_to_mlflow(parameters_file: Path, table: pd.DataFrame, differences: pd.Da
 
 def git_commit() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "benchmarks", "conf"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         return commit + ("+uncommitted" if dirty else "")
@@ -315,6 +413,7 @@ def main() -> int:
     parser.add_argument("--out", default="data/08_reporting", help="results folder")
     parser.add_argument("--publish", action="store_true", help="also copy the results to docs/results/")
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--from-csv", help="re-make the summaries and plot of an earlier run's benchmark.csv")
     args = parser.parse_args()
     if "minilm" not in args.spaces:
         parser.error("--spaces must include minilm (the classifier's and the aligner's space)")
@@ -328,48 +427,69 @@ def main() -> int:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:7.0f} s] {message}", flush=True)
 
-    parameters = project_parameters(args.env)
-    rows = []
-    try:
-        for dataset in args.datasets:
-            rows.extend(run_dataset(dataset, args, parameters, args.spaces, log))
-    finally:
-        llm_server.stop_all()
-    table = pd.DataFrame(rows)
+    paths = {name: out / name for name in OUTPUTS}
+    if (
+        args.from_csv
+    ):  # re-make the summaries and the plot of an earlier run; its meta (command, commit) stays
+        table = pd.read_csv(args.from_csv)
+        meta = json.loads(Path(args.from_csv).with_name("benchmark.meta.json").read_text())
+        meta["summary_rebuilt"] = {
+            "commit": git_commit(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    else:
+        parameters = project_parameters(args.env)
+        rows = []
+        try:
+            for dataset in args.datasets:
+                rows.extend(run_dataset(dataset, args, parameters, args.spaces, log))
+        finally:
+            llm_server.stop_all()
+        table = pd.DataFrame(rows)
+        meta = {
+            "command": "python "
+            + " ".join(shlex.quote(a) for a in ["benchmarks/bench_value.py", *sys.argv[1:]]),
+            "arguments": vars(args),
+            "commit": git_commit(),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "wall_s": round(time.perf_counter() - started, 1),
+            "llm_model": parameters["llm"]["model"],
+            "llm_backend": parameters["llm"]["server"]["backend"],
+            "embedders": {space: SPACES[space] for space in args.spaces},
+            "classifier": f"logistic regression on MiniLM embeddings, C={CLASSIFIER_C} fixed in advance",
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "rows": len(table),
+            "skipped": SKIPPED,
+        }
+        _atomic_write(paths["benchmark.csv"], lambda p: table.to_csv(p, index=False))
     differences = pd.concat(
         [paired_differences(table, metric) for metric in ("accuracy", "macro_f1")], ignore_index=True
     )
-    paths = {name: out / name for name in ("benchmark.csv", "benchmark_differences.csv", "benchmark.png", "benchmark.meta.json")}
-    _atomic_write(paths["benchmark.csv"], lambda p: table.to_csv(p, index=False))
     _atomic_write(paths["benchmark_differences.csv"], lambda p: differences.to_csv(p, index=False))
     plot(table, differences, paths["benchmark.png"])
-    meta = {
-        "command": "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_value.py", *sys.argv[1:]]),
-        "arguments": vars(args),
-        "commit": git_commit(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "llm_model": parameters["llm"]["model"],
-        "llm_backend": parameters["llm"]["server"]["backend"],
-        "embedders": {space: SPACES[space] for space in args.spaces},
-        "classifier": f"logistic regression on MiniLM embeddings, C={CLASSIFIER_C} fixed in advance",
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "rows": len(table),
-    }
+    _atomic_write(paths["benchmark.md"], lambda p: p.write_text(summary_markdown(table, differences, meta)))
     _atomic_write(paths["benchmark.meta.json"], lambda p: p.write_text(json.dumps(meta, indent=1)))
-    if not args.no_mlflow:
-        meta["mlflow_run_id"] = log_to_mlflow(ROOT / "conf/base/mlflow.yml", table, differences, meta, list(paths.values()))
+    if not args.no_mlflow and not args.from_csv:
+        meta["mlflow_run_id"] = log_to_mlflow(
+            ROOT / "conf/base/mlflow.yml", table, differences, meta, list(paths.values())
+        )
         _atomic_write(paths["benchmark.meta.json"], lambda p: p.write_text(json.dumps(meta, indent=1)))
     if args.publish:
         results = ROOT / "docs/results"
         for name, path in paths.items():
-            shutil.copyfile(path, results / name)
-    summary = table.groupby(["dataset", "shots", "method"])[["accuracy", "heldout_mmd_minilm"] + (
-        ["heldout_mmd_mpnet"] if "mpnet" in args.spaces else [])].mean()  # fmt: skip
+            if path.resolve() != (results / name).resolve():
+                shutil.copyfile(path, results / name)
+    summary = table.groupby(["dataset", "shots", "method"])[
+        [c for c in table.columns if c in ("accuracy", "heldout_mmd_minilm", "heldout_mmd_mpnet")]
+    ].mean()
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
-    print(differences[differences["metric"] == "accuracy"].to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
-    print(json.dumps({k: meta[k] for k in ("commit", "date", "wall_s", "rows")}))
+    print(
+        differences[differences["metric"] == "accuracy"].to_string(
+            index=False, float_format=lambda v: f"{v:+.4f}"
+        )
+    )
+    print(json.dumps({k: meta.get(k) for k in ("commit", "date", "wall_s", "rows")}))
     return 0
 
 
