@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from synalign_kedro.core.ingestion import IngestionError, ingest, normalise_text, read_table
+from synalign_kedro.core.ingestion import IngestionError, ingest, ingest_parts, normalise_text, read_table
 
 
 def write_csv(path, rows, header="text,label"):
@@ -398,3 +398,68 @@ def test_other_encodings_and_formats(tmp_path):
         ),
     ):
         read_table(tmp_path / "csv.parquet")
+
+
+# --- issue 13: three disjoint real parts (train: what the method sees; heldout: never fitted on; test) -------
+
+
+def test_heldout_part_is_stratified_and_disjoint_from_train(tmp_path):
+    rows = [f"positive text {i},pos" for i in range(40)] + [f"negative text {i},neg" for i in range(10)]
+    train_file = write_csv(tmp_path / "train.csv", rows)
+    test_file = write_csv(tmp_path / "test.csv", ["new good,pos", "new bad,neg"])
+    train, heldout, test, report = ingest_parts(train_file, test_file, heldout_share=0.2, seed=0)
+    assert heldout["label"].value_counts().to_dict() == {"pos": 8, "neg": 2}
+    assert train["label"].value_counts().to_dict() == {"pos": 32, "neg": 8}
+    assert list(heldout.columns) == ["row_id", "text", "label"] and heldout["row_id"].str.startswith("heldout-").all()
+    assert not set(heldout["row_id"]) & set(train["row_id"])
+    assert not set(heldout["text"]) & set(train["text"])
+    assert set(heldout["text"]) | set(train["text"]) == {row.rsplit(",", 1)[0] for row in rows}
+    assert report["heldout_share"] == 0.2
+    assert report["heldout"]["rows_kept"] == 10 and report["heldout"]["label_counts"] == {"neg": 2, "pos": 8}
+    assert report["train"]["rows_kept"] == 40 and report["train"]["label_counts"] == {"neg": 8, "pos": 32}
+    json.dumps(report)
+    again = ingest_parts(train_file, test_file, heldout_share=0.2, seed=0)
+    assert again.heldout["row_id"].tolist() == heldout["row_id"].tolist()  # seeded
+    assert ingest_parts(train_file, test_file, heldout_share=0.2, seed=1).heldout["row_id"].tolist() != heldout[
+        "row_id"
+    ].tolist()
+
+
+def test_three_parts_are_disjoint_when_the_test_split_is_made_too(tmp_path):
+    rows = [f"positive text {i},pos" for i in range(40)] + [f"negative text {i},neg" for i in range(20)]
+    train, heldout, test, report = ingest_parts(write_csv(tmp_path / "t.csv", rows), None, test_size=0.2, seed=0)
+    assert len(test) == 12 and len(heldout) == 9 and len(train) == 39
+    assert heldout["label"].value_counts().to_dict() == {"pos": 6, "neg": 3}  # round(20 % of the 32 / 16 left)
+    texts = [set(part["text"]) for part in (train, heldout, test)]
+    assert not texts[0] & texts[1] and not texts[0] & texts[2] and not texts[1] & texts[2]
+    assert report["heldout"]["rows_kept"] == 9 and report["test"]["rows_kept"] == 12
+
+
+def test_each_class_keeps_a_train_row_and_gives_a_heldout_row(tmp_path):
+    rows = TWO_CLASSES + ["rare one,rare", "rare two,rare"]
+    test = write_csv(tmp_path / "test.csv", ["new good,pos", "new bad,neg", "new rare,rare"])
+    train, heldout, _, _ = ingest_parts(write_csv(tmp_path / "train.csv", rows), test, heldout_share=0.05)
+    assert heldout["label"].value_counts().to_dict() == {"pos": 1, "neg": 1, "rare": 1}  # at least 1 each
+    assert train["label"].value_counts().to_dict() == {"pos": 9, "neg": 9, "rare": 1}
+    _, heldout, _, _ = ingest_parts(tmp_path / "train.csv", test, heldout_share=0.9)
+    assert heldout["label"].value_counts().to_dict() == {"pos": 9, "neg": 9, "rare": 1}  # at least 1 kept
+
+
+def test_a_class_too_small_to_hold_out_is_refused_with_its_counts(tmp_path):
+    train = write_csv(tmp_path / "train.csv", TWO_CLASSES + ["a rare thing,rare"])
+    test = write_csv(tmp_path / "test.csv", ["new good,pos", "new bad,neg", "new rare,rare"])
+    message = (
+        f"{train}: cannot hold out heldout_share=0.2 of each class: 1 class(es) with too few train rows: 'rare': 1 "
+        "train row(s). Every class needs at least 2 (1 to train on, 1 held out for the distribution metrics): add "
+        "rows of these classes, remove them, or set heldout_share: 0 in the dataset profile"
+    )
+    with pytest.raises(IngestionError, match=re.escape(message)):
+        ingest_parts(train, test, heldout_share=0.2)
+    two_class_test = write_csv(tmp_path / "test2.csv", ["new good,pos", "new bad,neg"])
+    with pytest.raises(IngestionError, match=r"'neg': 10 train row\(s\); 'pos': 10 .*at least 11 \(10 to train on"):
+        ingest_parts(write_csv(tmp_path / "t2.csv", TWO_CLASSES), two_class_test, min_train_rows_per_class=10)
+    # nothing held out: the class is accepted (with the single-row warning), and ingest() never holds out
+    train_part, heldout, _, report = ingest_parts(train, test, heldout_share=0)
+    assert heldout.empty and list(heldout.columns) == ["row_id", "text", "label"] and len(train_part) == 21
+    assert report["heldout"]["rows_kept"] == 0
+    assert len(ingest(train, test)[0]) == 21

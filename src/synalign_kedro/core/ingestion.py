@@ -1,4 +1,6 @@
-"""Reading, validating, normalising, deduplicating and splitting the real labelled data (D_ori, sec. 3.1).
+"""Reading, validating, normalising, deduplicating and splitting the real labelled data (D_ori, sec. 3.1)
+into three disjoint parts: ``real_train`` (what the method may see), ``real_heldout`` (never fitted on: the
+reference of the distribution metrics) and ``real_test`` (the classifier's test set).
 
 Every check that makes the data unusable raises :class:`IngestionError` with a message that names the file,
 says what is wrong and what to do; nothing is returned (so the pipeline saves nothing) until every check has
@@ -14,7 +16,9 @@ import math
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -236,6 +240,53 @@ def _check_rows_per_class(
         _warn(warnings, f"{where}: class(es) {untested} have no test rows: their accuracy is not measured")
 
 
+class RealParts(NamedTuple):
+    """The three disjoint parts of the real data and the ingestion report (:func:`ingest_parts`)."""
+
+    train: pd.DataFrame
+    heldout: pd.DataFrame
+    test: pd.DataFrame
+    report: dict
+
+
+def hold_out(
+    train: pd.DataFrame, heldout_share: float, seed: int, where: str, min_train_rows_per_class: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, heldout)``: a stratified share of the cleaned train rows that nothing is fitted on (the
+    reference of the distribution metrics). Each class gives ``round(heldout_share * n)`` of its ``n`` rows,
+    at least 1 when ``heldout_share > 0``, and keeps at least ``max(1, min_train_rows_per_class)`` train rows;
+    a class too small for both is an :class:`IngestionError` naming ``where``, the class and its counts.
+    Held-out rows get the row id ``heldout-<hash of the text>``; both parts keep the input's row order."""
+    if not 0 <= heldout_share < 1:
+        raise IngestionError(f"{where}: heldout_share must be in [0, 1), got {heldout_share}")
+    empty = train.iloc[:0].reset_index(drop=True)
+    if heldout_share == 0:
+        return train.reset_index(drop=True), empty
+    keep = max(1, min_train_rows_per_class)
+    counts = _label_counts(train)
+    short = {label: count for label, count in counts.items() if count < keep + 1}
+    if short:
+        listed = "; ".join(
+            f"{label!r}: {n} train row(s)" for label, n in list(short.items())[:MAX_LISTED_ROWS]
+        )
+        raise IngestionError(
+            f"{where}: cannot hold out heldout_share={heldout_share} of each class: {len(short)} class(es) with "
+            f"too few train rows: {listed}. Every class needs at least {keep + 1} ({keep} to train on, 1 held out "
+            "for the distribution metrics): add rows of these classes, remove them, or set heldout_share: 0 in the "
+            "dataset profile (then the evaluation has no distance to held-out real data)"
+        )
+    rng = np.random.default_rng(seed)
+    labels = train["label"].astype(str).to_numpy()
+    held = np.zeros(len(train), dtype=bool)
+    for label in sorted(counts):
+        rows = np.flatnonzero(labels == label)
+        count = min(len(rows) - keep, max(1, int(round(heldout_share * len(rows)))))
+        held[rng.choice(rows, size=count, replace=False)] = True
+    heldout = train.loc[held].reset_index(drop=True)
+    heldout["row_id"] = [row_id("heldout", t) for t in heldout["text"]]
+    return train.loc[~held].reset_index(drop=True), heldout
+
+
 def ingest(
     train_path: str | Path,
     test_path: str | Path | None,
@@ -247,10 +298,35 @@ def ingest(
     min_train_rows_per_class: int = 1,
     min_test_rows_per_class: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Read, validate and clean the real data; return ``(real_train, real_test, report)``.
+    """``(real_train, real_test, report)`` with nothing held out: :func:`ingest_parts` with
+    ``heldout_share=0`` (for callers that make their own split of the train rows)."""
+    parts = ingest_parts(
+        train_path, test_path, text_column, label_column, fmt, test_size, seed, min_train_rows_per_class,
+        min_test_rows_per_class, heldout_share=0.0,
+    )  # fmt: skip
+    return parts.train, parts.test, parts.report
+
+
+def ingest_parts(
+    train_path: str | Path,
+    test_path: str | Path | None,
+    text_column: str = "text",
+    label_column: str = "label",
+    fmt: str | None = "auto",
+    test_size: float = 0.2,
+    seed: int = 42,
+    min_train_rows_per_class: int = 1,
+    min_test_rows_per_class: int = 1,
+    heldout_share: float = 0.2,
+) -> RealParts:
+    """Read, validate and clean the real data; return its three disjoint parts and the report:
+    ``real_train`` (what the method may see: tracker, generator, aligner, classifier), ``real_heldout``
+    (``heldout_share`` of each class of the cleaned train rows, never fitted on: the reference of the
+    distribution metrics) and ``real_test`` (the classifier's test set).
 
     Test rows whose text also occurs in train are dropped (leakage). With no ``test_path`` a stratified
-    split of the train file (``test_size``, ``seed``) is made after cleaning. Every class must keep
+    split of the train file (``test_size``, ``seed``) is made after cleaning; the held-out share is then
+    taken from the remaining train rows (:func:`hold_out`, ``seed``). Every class must keep
     ``min_train_rows_per_class`` train rows and ``min_test_rows_per_class`` test rows.
     """
     warnings: list[str] = []
@@ -313,16 +389,23 @@ def ingest(
         test["row_id"] = [row_id("test", t) for t in test["text"]]
         train = train_part.reset_index(drop=True)
         test_report = SplitReport(rows_read=0, rows_kept=len(test), label_counts=_label_counts(test))
-        train_report.rows_kept = len(train)
-        train_report.label_counts = _label_counts(train)
         report["split"] = f"stratified {test_size:.0%} of train (seed {seed})"
         where = f"{train_path} (stratified split, test_size={test_size}, seed {seed})"
         fix = "add rows of these classes, remove them, raise test_size, or give a test_path"
 
+    holdout_where = (
+        str(train_path) if test_path else f"{train_path} (train rows after the stratified test split)"
+    )
+    train, heldout = hold_out(train, heldout_share, seed, holdout_where, min_train_rows_per_class)
+    train_report.rows_kept = len(train)
+    train_report.label_counts = _label_counts(train)
+    heldout_report = SplitReport(rows_read=0, rows_kept=len(heldout), label_counts=_label_counts(heldout))
     _check_rows_per_class(
         where, classes, train, test, min_train_rows_per_class, min_test_rows_per_class, fix, warnings
     )
+    report["heldout_share"] = heldout_share
     report["train"] = train_report.__dict__
+    report["heldout"] = heldout_report.__dict__
     report["test"] = test_report.__dict__
     report["warnings"] = warnings
     for name, part in (("train", train_report), ("test", test_report)):
@@ -331,4 +414,8 @@ def ingest(
             name, part.rows_read, part.empty_text_dropped, part.duplicates_dropped,
             part.overlap_with_train_dropped, part.rows_kept,
         )  # fmt: skip
-    return train, test, report
+    logger.info(
+        "heldout: %d rows (%s of each class of train, never fitted on) %s",
+        heldout_report.rows_kept, f"{heldout_share:.0%}", heldout_report.label_counts,
+    )  # fmt: skip
+    return RealParts(train, heldout, test, report)

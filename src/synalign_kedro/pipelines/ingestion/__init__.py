@@ -1,4 +1,4 @@
-"""Ingestion: read, validate, clean and split the real labelled data."""
+"""Ingestion: read, validate, clean and split the real labelled data (train, held-out, test)."""
 
 from .pipeline import create_pipeline
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from synalign_kedro.core.ingestion import IngestionError, ingest
+from synalign_kedro.core.ingestion import IngestionError, ingest_parts
 
 
 class DatasetProfile(BaseModel):
@@ -22,6 +22,7 @@ class DatasetProfile(BaseModel):
     label_column: str = Field(min_length=1)
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
     test_size: float = Field(0.2, gt=0, lt=1)
+    heldout_share: float = Field(0.2, ge=0, lt=1)
     min_train_rows_per_class: int = Field(1, ge=1)
     min_test_rows_per_class: int = Field(1, ge=0)
     domain: str = ""
@@ -55,12 +56,14 @@ def resolve_dataset_profile(dataset: str, parameters: dict[str, Any]) -> dict[st
 
 def ingest_real_data(
     dataset: str, parameters: dict[str, Any], seed: int
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Every output of ingestion from one node, so a failure (bad profile or bad data) saves none of them."""
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Every output of ingestion from one node, so a failure (bad profile or bad data) saves none of them:
+    the profile, ``real_train`` (what the method may see), ``real_heldout`` (never fitted on: the reference
+    of the distribution metrics), ``real_test`` (the classifier's test set) and the report."""
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise IngestionError(f"parameter 'seed' must be an integer, got {seed!r}; e.g. --params seed=42")
     profile = resolve_dataset_profile(dataset, parameters)
-    real_train, real_test, report = ingest(
+    real_train, real_heldout, real_test, report = ingest_parts(
         train_path=profile["train_path"],
         test_path=profile["test_path"],
         text_column=profile["text_column"],
@@ -70,6 +73,7 @@ def ingest_real_data(
         seed=seed,
         min_train_rows_per_class=profile["min_train_rows_per_class"],
         min_test_rows_per_class=profile["min_test_rows_per_class"],
+        heldout_share=profile["heldout_share"],
     )
     report["dataset"] = profile["name"]
-    return profile, real_train, real_test, report
+    return profile, real_train, real_heldout, real_test, report
