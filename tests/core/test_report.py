@@ -121,6 +121,26 @@ def test_report_inlines_images_and_escapes_text():
     assert "<td>3400</td>" in page  # counts print as integers
 
 
+def test_the_report_says_what_the_distances_are_measured_against():
+    table = pd.DataFrame(
+        {
+            "variant": ["gold", "synalign_random", "synalign_mmd"],
+            "wasserstein": [0.9, 1.1, 1.0],
+            "mmd": [0.001, 0.02, 0.01],
+            "mmd_bandwidth": [0.8734, 0.8734, 0.8734],
+            "distribution_reference": ["real_heldout"] * 3,
+        }
+    )
+    page = report.render_run_report("Run", {"dataset": "sst2"}, evaluation_table=table)
+    evaluation = page.split("<h2>Evaluation</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "measured against real_heldout (held-out real rows that nothing is fitted on" in evaluation
+    assert "one RBF bandwidth for every row: 0.8734" in evaluation
+    assert "real train vs held-out" in evaluation
+    # a table without these columns (an older run) gets no claim about its reference
+    old = report.render_run_report("Run", {}, evaluation_table=table[["variant", "wasserstein", "mmd"]])
+    assert "measured against" not in old
+
+
 def test_examples_by_label_pairs_texts_per_label():
     real = pd.DataFrame({"text": [f"r{i}" for i in range(10)], "label": ["a"] * 6 + ["b"] * 4})
     synthetic = pd.DataFrame({"text": ["s0", "s1"], "label": ["a", "c"]})

@@ -90,6 +90,7 @@ def render_run_report(
         f"<h1>{_esc(title)}</h1>",
         _key_value_table(run_info, css_class="meta"),
         "<h2>Evaluation</h2>",
+        _distance_reference_html(evaluation_table),
         _frame_html(evaluation_table),
         "<h2>Coverage curves</h2>",
         _image(coverage_png, "GP uncertainty sampling vs random: coverage of the real data"),
@@ -121,6 +122,22 @@ def render_run_report(
     parts.append(_frame_html(examples))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _distance_reference_html(table: pd.DataFrame | None) -> str:
+    """What the table's ``wasserstein`` / ``mmd`` are measured against, and under which MMD bandwidth (read from
+    its ``distribution_reference`` and ``mmd_bandwidth`` columns; empty when the table has neither)."""
+    if table is None or len(table) == 0 or "distribution_reference" not in table.columns:
+        return ""
+    references = sorted(set(table["distribution_reference"].dropna().astype(str)))
+    reference = ", ".join(references) or NOT_AVAILABLE
+    text = f"wasserstein and mmd (MMD²) are measured against {reference}"
+    if references == ["real_heldout"]:
+        text += " (held-out real rows that nothing is fitted on; gold's row: real train vs held-out, a floor)"
+    if "mmd_bandwidth" in table.columns:
+        bandwidths = sorted({_fmt(value) for value in table["mmd_bandwidth"].dropna()})
+        text += f", with one RBF bandwidth for every row: {', '.join(bandwidths) or NOT_AVAILABLE}"
+    return f"<p>{_esc(text)}.</p>"
 
 
 def _privacy_html(summary: Mapping) -> str:

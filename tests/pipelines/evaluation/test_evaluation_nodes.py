@@ -8,6 +8,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from synalign_kedro.core.metrics import median_heuristic_bandwidth, mmd_rbf, wasserstein_distance
 from synalign_kedro.core.variants import EVALUATION_VARIANTS, SYNTHETIC_VARIANTS, variant_dataset
 from synalign_kedro.pipelines.evaluation import create_pipeline, nodes
 from tests.kedro_helpers import load_parameters
@@ -44,7 +45,8 @@ def test_build_evaluation_table_orders_rows_and_prefixes_metrics():
             "mmd": 0.01,
             "vocab_size": 100,
             "n_synthetic": 0,
-            "distribution_reference": "real_test",
+            "mmd_bandwidth": 0.9,
+            "distribution_reference": "real_heldout",
         },
         gold__downstream={
             "accuracy": 0.8,
@@ -85,6 +87,7 @@ def test_pipeline_wiring():
     pipeline = create_pipeline()
     expected_inputs = {
         "real_train",
+        "real_heldout",
         "real_test",
         "real_train_embeddings",
         "coverage_table",
@@ -101,6 +104,11 @@ def test_pipeline_wiring():
     }
     mmd_only = pipeline.only_nodes_with_namespaces(["synalign_mmd"])
     assert "synthetic_synalign_mmd" in mmd_only.inputs()
+    # every variant is measured against the held-out rows under the one shared bandwidth
+    assert {"real_heldout_embeddings", "mmd_bandwidth"} <= mmd_only.inputs()
+    assert "real_train_embeddings" not in pipeline.only_nodes("synalign_mmd.compute_distribution_metrics").inputs()
+    bandwidth_node = pipeline.only_nodes("estimate_mmd_bandwidth")
+    assert bandwidth_node.inputs() == {"real_heldout_embeddings", "params:evaluation", "params:seed"}
     assert mmd_only.outputs() >= {"synalign_mmd.distribution_metrics", "synalign_mmd.downstream_metrics"}
     assert not any(
         name.startswith("synthetic") for name in pipeline.only_nodes_with_namespaces(["gold"]).inputs()
@@ -110,14 +118,16 @@ def test_pipeline_wiring():
 def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_params):
     """Real run on 80 real train / 40 test rows and tiny synthetic sets, including a set with an invented
     label (dropped with a warning)."""
-    rows = sst2_train.sample(120, random_state=0).reset_index(drop=True)
+    rows = sst2_train.sample(150, random_state=0).reset_index(drop=True)
     real_train = rows.iloc[:80].assign(row_id=lambda frame: [f"r{i}" for i in range(len(frame))])
-    real_test = rows.iloc[80:].assign(row_id=lambda frame: [f"t{i}" for i in range(len(frame))])
+    real_test = rows.iloc[80:120].assign(row_id=lambda frame: [f"t{i}" for i in range(len(frame))])
+    real_heldout = rows.iloc[120:].assign(row_id=lambda frame: [f"h{i}" for i in range(len(frame))])
     from synalign_kedro.core.embedding import embed_texts
 
-    real_train_embeddings = embed_texts(
-        real_train["text"].tolist(), device="cpu", cache_dir=embedding_params["cache_dir"]
-    )
+    def embed(texts):
+        return embed_texts(list(texts), device="cpu", cache_dir=embedding_params["cache_dir"])
+
+    real_train_embeddings = embed(real_train["text"])
     synthetic_texts = sst2_train["text"].iloc[500:530].tolist()
     synthetic_labels = sst2_train["label"].astype(str).iloc[500:530].tolist()
     sets = {
@@ -144,6 +154,7 @@ def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_pa
     )
     datasets = {
         "real_train": real_train,
+        "real_heldout": real_heldout,
         "real_test": real_test,
         "real_train_embeddings": real_train_embeddings,
         "coverage_table": coverage,
@@ -153,14 +164,34 @@ def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_pa
         **sets,
     }
     catalog = DataCatalog({name: MemoryDataset(value) for name, value in datasets.items()})
-    for output in ["evaluation_table", "evaluation_metrics", "evaluation_tsne_plot", "coverage_curves_plot"]:
+    for output in [
+        "evaluation_table", "evaluation_metrics", "evaluation_tsne_plot", "coverage_curves_plot", "mmd_bandwidth",
+    ]:  # fmt: skip
         catalog[output] = MemoryDataset()
     with pytest.warns(UserWarning):
         SequentialRunner().run(create_pipeline(), catalog)
     table = catalog.load("evaluation_table").set_index("variant")
     assert list(table.index) == list(EVALUATION_VARIANTS)
-    assert (
-        table.loc["gold", "n_synthetic"] == 0 and table.loc["gold", "distribution_reference"] == "real_test"
+    assert table.loc["gold", "n_synthetic"] == 0
+    # every distance against the held-out rows, under one bandwidth from the held-out rows alone
+    assert (table["distribution_reference"] == "real_heldout").all()
+    heldout_embeddings = embed(real_heldout["text"])
+    bandwidth = median_heuristic_bandwidth(heldout_embeddings, heldout_embeddings[:0], device="cpu")
+    assert table["mmd_bandwidth"].nunique() == 1 and table["mmd_bandwidth"].iloc[0] == pytest.approx(bandwidth)
+    mmd_embeddings = embed(sets["synthetic_synalign_mmd"]["text"])
+    assert table.loc["synalign_mmd", "mmd"] == pytest.approx(
+        mmd_rbf(heldout_embeddings, mmd_embeddings, bandwidth=bandwidth, device="cpu")
+    )
+    assert table.loc["synalign_mmd", "wasserstein"] == pytest.approx(wasserstein_distance(heldout_embeddings, mmd_embeddings))
+    assert table.loc["synalign_mmd", "mmd"] != pytest.approx(
+        mmd_rbf(real_train_embeddings, mmd_embeddings, bandwidth=bandwidth, device="cpu")
+    )
+    # gold: real train vs held-out real (the floor)
+    assert table.loc["gold", "mmd"] == pytest.approx(
+        mmd_rbf(heldout_embeddings, real_train_embeddings, bandwidth=bandwidth, device="cpu")
+    )
+    assert table.loc["gold", "wasserstein"] == pytest.approx(
+        wasserstein_distance(heldout_embeddings, real_train_embeddings)
     )
     assert table.loc["gold", "vocab_size"] > table.loc["simprompt", "vocab_size"] > 0
     assert table.loc["synalign_one_stage", "n_synthetic"] == 8  # the invented label was dropped
@@ -174,6 +205,35 @@ def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_pa
     assert all(key.split(".")[0] in EVALUATION_VARIANTS for key in metrics)
     assert catalog.load("evaluation_tsne_plot").startswith(PNG)
     assert catalog.load("coverage_curves_plot").startswith(PNG)
+
+
+def test_the_bandwidth_comes_from_the_heldout_rows_only(evaluation_params):
+    """One sigma for every variant: the median pairwise distance of the held-out rows (no synthetic or train
+    row moves it), or the configured number."""
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(0)
+    heldout = rng.normal(size=(41, 8))
+    bandwidth = nodes.estimate_mmd_bandwidth(heldout, evaluation_params, seed=0)
+    assert bandwidth == pytest.approx(float(np.median(pdist(heldout))))
+    fixed = {**evaluation_params, "mmd": {**evaluation_params["mmd"], "bandwidth": 0.7}}
+    assert nodes.estimate_mmd_bandwidth(heldout, fixed, seed=0) == 0.7
+    # the distances use that bandwidth, against the held-out rows, whatever the synthetic set
+    far, near = rng.normal(size=(30, 8)) + 3, rng.normal(size=(30, 8))
+    samples = pd.DataFrame({"text": ["a b"] * 30, "label": ["pos"] * 30})
+    rows = [
+        nodes.compute_distribution_metrics(heldout, other, samples, bandwidth, evaluation_params, 0)
+        for other in (far, near)
+    ]
+    assert [row["mmd_bandwidth"] for row in rows] == [bandwidth, bandwidth]
+    assert {row["distribution_reference"] for row in rows} == {"real_heldout"}
+    assert rows[0]["mmd"] == pytest.approx(mmd_rbf(heldout, far, bandwidth=bandwidth, device="cpu"))
+    assert rows[0]["mmd"] > rows[1]["mmd"] and rows[0]["wasserstein"] > rows[1]["wasserstein"]
+    # no held-out rows (heldout_share: 0): no bandwidth, NaN distances (not a number under a made-up kernel)
+    nan_bandwidth = nodes.estimate_mmd_bandwidth(heldout[:0], evaluation_params, seed=0)
+    assert np.isnan(nan_bandwidth)
+    empty = nodes.compute_distribution_metrics(heldout[:0], near, samples, nan_bandwidth, evaluation_params, 0)
+    assert np.isnan(empty["mmd"]) and np.isnan(empty["wasserstein"])
 
 
 def test_coverage_sweep_on_tiny_data():

@@ -1,5 +1,6 @@
 """Evaluation nodes (SynAlign sec. 4): validate the ``evaluation`` block, make one call into
-``core.evaluation`` (metrics) or ``core.plots`` (figures, as PNG bytes)."""
+``core.evaluation`` (metrics) or ``core.plots`` (figures, as PNG bytes). Distances are measured against
+``real_heldout`` (never fitted on) under one MMD bandwidth shared by every variant."""
 
 from __future__ import annotations
 
@@ -22,6 +23,20 @@ def embed_real_test(real_test: pd.DataFrame, embedding: dict[str, Any]) -> np.nd
     return embed_with_settings(real_test["text"].astype(str).tolist(), embedding)
 
 
+def embed_real_heldout(real_heldout: pd.DataFrame, embedding: dict[str, Any]) -> np.ndarray:
+    """Sentence embeddings of the held-out real texts, the reference of every distance (cached by content)."""
+    return embed_with_settings(real_heldout["text"].astype(str).tolist(), embedding)
+
+
+def estimate_mmd_bandwidth(real_heldout_embeddings: np.ndarray, evaluation: dict[str, Any], seed: int) -> float:
+    """The one RBF bandwidth of every variant's MMD: ``evaluation.mmd.bandwidth`` when a number, else the median
+    pairwise distance of the held-out real rows only."""
+    settings = core.EvaluationSettings.model_validate(evaluation)
+    bandwidth = core.heldout_bandwidth(real_heldout_embeddings, settings, seed)
+    logger.info("MMD bandwidth (every variant): %.6g from %d held-out rows", bandwidth, len(real_heldout_embeddings))
+    return bandwidth
+
+
 def prepare_synthetic_samples(
     variant: str, synthetic_samples: pd.DataFrame, real_train: pd.DataFrame
 ) -> pd.DataFrame:
@@ -41,29 +56,34 @@ def no_synthetic_samples(real_train_embeddings: np.ndarray) -> tuple[pd.DataFram
 
 
 def compute_distribution_metrics(
-    real_train_embeddings: np.ndarray,
+    real_heldout_embeddings: np.ndarray,
     synthetic_embeddings: np.ndarray,
     synthetic_samples: pd.DataFrame,
+    mmd_bandwidth: float,
     evaluation: dict[str, Any],
     seed: int,
 ) -> dict[str, Any]:
-    """Wasserstein distance and MMD^2 to real train, vocabulary size, size (tables 2 and 3)."""
+    """Wasserstein distance and MMD^2 to the held-out real rows (the shared bandwidth), vocabulary size, size
+    (tables 2 and 3)."""
     settings = core.EvaluationSettings.model_validate(evaluation)
     return core.synthetic_distribution_metrics(
-        real_train_embeddings, synthetic_embeddings, synthetic_samples, settings, seed
+        real_heldout_embeddings, synthetic_embeddings, synthetic_samples, mmd_bandwidth, settings, seed
     )
 
 
 def reference_distribution_metrics(
     real_train: pd.DataFrame,
     real_train_embeddings: np.ndarray,
-    real_test_embeddings: np.ndarray,
+    real_heldout_embeddings: np.ndarray,
+    mmd_bandwidth: float,
     evaluation: dict[str, Any],
     seed: int,
 ) -> dict[str, Any]:
-    """Gold's row: real train vs real test distances, real train's vocabulary size."""
+    """Gold's row: real train vs held-out real distances (a floor), real train's vocabulary size."""
     settings = core.EvaluationSettings.model_validate(evaluation)
-    return core.gold_distribution_metrics(real_train, real_train_embeddings, real_test_embeddings, settings, seed)
+    return core.gold_distribution_metrics(
+        real_train, real_train_embeddings, real_heldout_embeddings, mmd_bandwidth, settings, seed
+    )
 
 
 def compute_downstream_metrics(

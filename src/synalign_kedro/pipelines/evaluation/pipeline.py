@@ -2,6 +2,9 @@
 (``core/variants.py``), namespaced by the variant's name (as in kedro-viz's demo project
 ``pipelines/modelling``), then the nodes that gather the table and draw the figures.
 
+Every distance is measured against ``real_heldout`` (never fitted on), under one MMD bandwidth computed once
+from the held-out rows (shared nodes ``embed_real_heldout`` and ``estimate_mmd_bandwidth``).
+
 Run one variant with ``kedro run --namespaces synalign_mmd`` (its inputs must exist already).
 """
 
@@ -16,7 +19,10 @@ from synalign_kedro.core.variants import EVALUATION_VARIANTS, GOLD, variant_data
 from . import nodes
 
 # Datasets and parameters shared by every variant (not prefixed by the namespace).
-SHARED_INPUTS = {"real_train", "real_test", "real_train_embeddings", "real_test_embeddings"}
+SHARED_INPUTS = {
+    "real_train", "real_test", "real_train_embeddings", "real_test_embeddings", "real_heldout_embeddings",
+    "mmd_bandwidth",
+}  # fmt: skip
 SHARED_PARAMETERS = {"params:evaluation", "params:embedding", "params:seed"}
 
 
@@ -27,7 +33,7 @@ def _prepare_for(variant: str):
 
 
 def synthetic_set_template(variant: str) -> Pipeline:
-    """Clean, embed and measure one synthetic set (distances to real train, vocabulary size)."""
+    """Clean, embed and measure one synthetic set (distances to the held-out real rows, vocabulary size)."""
     return Pipeline(
         [
             node(
@@ -46,7 +52,7 @@ def synthetic_set_template(variant: str) -> Pipeline:
             node(
                 nodes.compute_distribution_metrics,
                 [
-                    "real_train_embeddings", "synthetic_embeddings", "synthetic_samples_clean",
+                    "real_heldout_embeddings", "synthetic_embeddings", "synthetic_samples_clean", "mmd_bandwidth",
                     "params:evaluation", "params:seed",
                 ],  # fmt: skip
                 "distribution_metrics",
@@ -75,7 +81,7 @@ def downstream_template() -> Pipeline:
 
 
 def gold_template() -> Pipeline:
-    """Gold: no synthetic rows; its distances are real train vs held-out real test (a floor)."""
+    """Gold: no synthetic rows; its distances are real train vs the held-out real rows (a floor)."""
     return Pipeline(
         [
             node(
@@ -86,7 +92,10 @@ def gold_template() -> Pipeline:
             ),
             node(
                 nodes.reference_distribution_metrics,
-                ["real_train", "real_train_embeddings", "real_test_embeddings", "params:evaluation", "params:seed"],
+                [
+                    "real_train", "real_train_embeddings", "real_heldout_embeddings", "mmd_bandwidth",
+                    "params:evaluation", "params:seed",
+                ],  # fmt: skip
                 "distribution_metrics",
                 name="reference_distribution_metrics",
             ),
@@ -114,7 +123,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "real_test_embeddings",
                 name="embed_real_test",
                 tags="gpu",
-            )
+            ),
+            node(
+                nodes.embed_real_heldout,
+                ["real_heldout", "params:embedding"],
+                "real_heldout_embeddings",
+                name="embed_real_heldout",
+                tags="gpu",
+            ),
+            node(
+                nodes.estimate_mmd_bandwidth,
+                ["real_heldout_embeddings", "params:evaluation", "params:seed"],
+                "mmd_bandwidth",
+                name="estimate_mmd_bandwidth",
+            ),
         ]
     )
     variants = sum((variant_pipeline(variant) for variant in EVALUATION_VARIANTS), Pipeline([]))
