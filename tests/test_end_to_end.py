@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -113,6 +114,35 @@ def test_every_pipeline_wrote_its_outputs(finished_project):
     for method in GENERATION_METHODS:
         pool = pd.read_parquet(finished_project / TEST_DATA / "07_model_output" / f"synthetic_pool_{method}.parquet")
         assert {"text", "label", "method", "raw_response"} <= set(pool.columns), method
+
+
+def test_no_number_is_circular(finished_project):
+    """Issue 13: distances against held-out real rows that nothing saw, one MMD bandwidth for every variant,
+    and synalign_random / synalign_mmd drawn by one rule (they differ only in the weights)."""
+    data = finished_project / TEST_DATA
+    table = pd.read_csv(data / "08_reporting" / "evaluation_table.csv").set_index("variant")
+    synthetic = sorted(VARIANTS - {"gold"})
+    assert (table.loc[synthetic, "n_synthetic"] > 0).all(), table["n_synthetic"].to_dict()
+    # the held-out part is disjoint from real_train, the only real rows the tracker and the alignment saw
+    train = pd.read_parquet(data / "03_primary" / "real_train.parquet")
+    heldout = pd.read_parquet(data / "03_primary" / "real_heldout.parquet")
+    assert len(heldout) > 0 and not set(heldout["row_id"]) & set(train["row_id"])
+    assert not set(heldout["text"]) & set(train["text"])
+    assert len(np.load(data / "04_feature" / "real_train_embeddings.npy")) == len(train)  # alignment's reference
+    # one bandwidth (from the held-out rows) and one reference for every row
+    assert table["mmd_bandwidth"].nunique() == 1 and np.isfinite(table["mmd_bandwidth"]).all()
+    saved = json.loads((data / "04_feature" / "mmd_bandwidth.json").read_text())
+    assert table["mmd_bandwidth"].iloc[0] == pytest.approx(saved)
+    assert (table["distribution_reference"] == "real_heldout").all()
+    # one sampling rule: equal size (n_resample, conf/test) and label counts; different draws. Both draw with
+    # replacement (the paper's resampling), so a variant is a multiset of synthetic_id: compare the counts per id
+    random, mmd = (
+        pd.read_parquet(data / "07_model_output" / f"synthetic_synalign_{name}.parquet") for name in ("random", "mmd")
+    )
+    assert len(random) == len(mmd) == 24
+    assert random["label"].value_counts().to_dict() == mmd["label"].value_counts().to_dict()
+    drawn = {name: frame["synthetic_id"].value_counts().to_dict() for name, frame in (("random", random), ("mmd", mmd))}
+    assert drawn["random"] != drawn["mmd"], drawn
 
 
 def test_the_embedded_server_is_stopped_after_the_run(finished_project):

@@ -60,3 +60,17 @@ def test_the_hook_validates_before_the_first_node():
         ParameterValidationHook().before_pipeline_run(run_params={}, pipeline=None, catalog=catalog)
     catalog = DataCatalog({"parameters": MemoryDataset(load_parameters("test"))})
     ParameterValidationHook().before_pipeline_run(run_params={}, pipeline=None, catalog=catalog)
+
+
+@pytest.mark.parametrize("env", ["base", "test"])
+def test_every_shipped_dataset_profile_validates_and_holds_data_out(env):
+    """The profiles repeat DatasetProfile's held-out default: 20 % of each class of train is never fitted on."""
+    from synalign_kedro.pipelines.ingestion.nodes import DatasetProfile, resolve_dataset_profile
+
+    params = load_parameters(env)
+    names = sorted(key.removeprefix("dataset_") for key in params if key.startswith("dataset_"))
+    assert {"sst2", "ag_news", "amazon_category"} <= set(names)
+    for name in names:
+        profile = resolve_dataset_profile(name, params)
+        assert profile["heldout_share"] == params[f"dataset_{name}"]["heldout_share"] == 0.2, name
+    assert DatasetProfile.model_fields["heldout_share"].default == 0.2

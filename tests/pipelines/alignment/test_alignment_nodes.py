@@ -72,7 +72,8 @@ def test_variants(case, params):
     weights, _, _ = nodes.learn_alignment_weights(
         pool, pool_embeddings, real, real_embeddings, params["alignment"], 0
     )
-    every, random, mmd = nodes.build_variants(pool, weights, params["alignment"], 0)
+    config = {**params["alignment"], "n_resample": None}  # zeta = resample_fraction (0.5) x pool
+    every, random, mmd = nodes.build_variants(pool, weights, config, 0)
     assert list(every.columns) == [*POOL_COLUMNS, "weight"]
     assert len(every) == 50 and every["weight"].sum() == pytest.approx(1.0)
     # one sampling rule: same size and label mix, both drawn with replacement (alignment.replace: true)
