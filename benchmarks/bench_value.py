@@ -255,6 +255,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                         "accuracy": downstream["accuracy"], "macro_f1": downstream["macro_f1"],
                         **distribution,
                         "pool_size": len(pool), "pool_tokens": tokens,
+                        "pool_generation_s": usage.get("benchmark_wall_s", np.nan),
                         "tokens_per_kept_sample": tokens / len(pool) if len(pool) else np.nan,
                         "ids": "" if method == "gold" else " ".join(pool["synthetic_id"].iloc[rows_drawn].astype(str)),
                     }
