@@ -282,7 +282,7 @@ def plot(table: pd.DataFrame, differences: pd.DataFrame, path: Path) -> None:
             stats = [mean_interval(rows.loc[rows["shots"] == s, "accuracy"]) for s in shots]
             x = np.array(shots, dtype=float) * (1 + 0.04 * (offset - 1.5))
             top.errorbar(x, [m for m, _ in stats], yerr=[np.nan_to_num(h) for _, h in stats], marker="o",
-                         capsize=3, label=method)  # fmt: skip
+                         capsize=3, label=method, color=f"C{offset}")  # fmt: skip
             if method == "gold":
                 continue
             diff = differences[(differences["dataset"] == dataset) & (differences["method"] == method)]
@@ -290,7 +290,7 @@ def plot(table: pd.DataFrame, differences: pd.DataFrame, path: Path) -> None:
             bottom.errorbar(
                 diff["shots"].to_numpy(dtype=float) * (1 + 0.04 * (offset - 2)), diff["mean_difference"],
                 yerr=np.nan_to_num((diff["ci_high"] - diff["ci_low"]).to_numpy() / 2), marker="o", capsize=3,
-                label=method,
+                label=method, color=f"C{offset}",
             )  # fmt: skip
         top.set_xscale("log", base=2)
         bottom.set_xscale("log", base=2)
