@@ -135,6 +135,7 @@ def test_a_node_whose_last_save_fails_changes_none_of_its_outputs(tmp_path):
 OUTPUTS = {
     "dataset_profile.json": "data/test_env/02_intermediate/dataset_profile.json",
     "real_train.parquet": "data/test_env/03_primary/real_train.parquet",
+    "real_heldout.parquet": "data/test_env/03_primary/real_heldout.parquet",
     "real_test.parquet": "data/test_env/03_primary/real_test.parquet",
     "ingestion_report.json": "data/test_env/08_reporting/ingestion_report.json",
 }
