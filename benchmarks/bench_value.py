@@ -7,8 +7,8 @@ to held-out real data than ``synalign_random``?
 
 For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<set>``):
 
-1. Three disjoint real parts (:mod:`synalign_kedro.core.fewshot`): ``heldout`` (``--heldout-share`` of each
-   class of ``train.csv``, one fixed split, seed 0: never fitted on), what the method may see (the rest), and
+1. Three disjoint real parts (ingestion's :func:`~synalign_kedro.core.ingestion.ingest_parts`): ``heldout``
+   (``--heldout-share`` of each class of ``train.csv``, one fixed split, seed 0: never fitted on), what the method may see (the rest), and
    ``test.csv`` (the classifier's test set). From the visible part, ``shots`` rows per class, nested across
    shots for one seed.
 2. One SynAlign pool per data set x seed (``--pool-per-class`` rows per class): the GP tracker (Algorithm 1)
@@ -59,17 +59,16 @@ from synalign_kedro.core.aligned_variants import AlignmentSettings, align
 from synalign_kedro.core.classifier import evaluate_downstream
 from synalign_kedro.core.demonstrations import TrackerSettings, demonstration_batches
 from synalign_kedro.core.embedding import embed_texts
+from synalign_kedro.core.evaluation import EvaluationSettings, heldout_bandwidth
 from synalign_kedro.core.fewshot import (
     draw_per_label,
-    fixed_bandwidth,
     heldout_distances,
     mean_interval,
     nested_shots,
     paired_differences,
-    split_heldout,
 )
 from synalign_kedro.core.generation import GenerationSettings, generate_pool, prompts_for_dataset
-from synalign_kedro.core.ingestion import ingest
+from synalign_kedro.core.ingestion import ingest_parts
 from synalign_kedro.core.llm_client import LLMClient, LLMSettings, cache_identity, open_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +85,8 @@ OUTPUTS = (
     "benchmark.png",
     "benchmark.meta.json",
 )
+# the pipeline's rule for the one MMD bandwidth: the median pairwise distance of the held-out rows
+CPU_MEDIAN_MMD = EvaluationSettings(mmd={"bandwidth": "median", "device": "cpu"})
 CLASSIFIER_C = 1.0  # fixed in advance: the project's default (conf/base/parameters_evaluation.yml)
 
 
@@ -177,15 +178,17 @@ def distribution_row(
 
 def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) -> list[dict]:
     profile = {**parameters[f"dataset_{dataset}"], "name": dataset}
-    real_train, real_test, _ = ingest(
+    # ingestion's own three-part split: held out = heldout_share of each class of train.csv (seed 0, fixed)
+    visible, heldout, real_test, _ = ingest_parts(
         ROOT / profile["train_path"],
         ROOT / profile["test_path"],
         profile["text_column"],
         profile["label_column"],
+        seed=0,
+        heldout_share=args.heldout_share,
     )
-    visible, heldout = split_heldout(real_train, args.heldout_share, seed=0)
     heldout_embeddings = {space: embed(heldout["text"], space) for space in spaces}
-    bandwidths = {space: fixed_bandwidth(heldout_embeddings[space]) for space in spaces}
+    bandwidths = {space: heldout_bandwidth(heldout_embeddings[space], CPU_MEDIAN_MMD, seed=0) for space in spaces}
     test_embeddings = embed(real_test["text"], "minilm")
     test_labels = real_test["label"].astype(str).tolist()
     source = PoolSource(

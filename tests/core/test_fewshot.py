@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from synalign_kedro.core.evaluation import EvaluationSettings, heldout_bandwidth
 from synalign_kedro.core.fewshot import (
     FewShotError,
     classifier_two_sample_auc,
     draw_per_label,
-    fixed_bandwidth,
     heldout_distances,
     nested_shots,
     paired_differences,
-    split_heldout,
 )
+from synalign_kedro.core.ingestion import hold_out
 from synalign_kedro.core.metrics import mmd_rbf
 
 
@@ -33,14 +33,14 @@ def frame(counts: dict[str, int]) -> pd.DataFrame:
 
 def test_heldout_part_is_disjoint_and_stratified():
     real = frame({"a": 40, "b": 20})
-    visible, heldout = split_heldout(real, 0.5, seed=0)
+    visible, heldout = hold_out(real, 0.5, seed=0, where="toy")
     assert set(visible["row_id"]).isdisjoint(heldout["row_id"])
     assert len(visible) + len(heldout) == len(real)
     assert heldout["label"].value_counts().to_dict() == {"a": 20, "b": 10}
 
 
 def test_shots_are_nested_per_seed_exact_per_class_and_inside_the_visible_part():
-    visible, heldout = split_heldout(frame({"a": 80, "b": 80, "c": 80}), 0.5, seed=0)
+    visible, heldout = hold_out(frame({"a": 80, "b": 80, "c": 80}), 0.5, seed=0, where="toy")
     subsets = nested_shots(visible, [8, 32], seed=3)
     assert subsets[8]["label"].value_counts().to_dict() == {"a": 8, "b": 8, "c": 8}
     assert subsets[32]["label"].value_counts().to_dict() == {"a": 32, "b": 32, "c": 32}
@@ -58,7 +58,7 @@ def test_too_few_rows_for_the_shots_names_the_class_and_the_counts():
 def test_bandwidth_comes_from_heldout_only_so_every_variant_shares_it():
     rng = np.random.default_rng(0)
     heldout = rng.normal(size=(60, 5))
-    bandwidth = fixed_bandwidth(heldout)
+    bandwidth = heldout_bandwidth(heldout, EvaluationSettings(mmd={"device": "cpu"}), seed=0)
     pairwise = np.linalg.norm(heldout[:, None] - heldout[None], axis=-1)[np.triu_indices(60, 1)]
     assert bandwidth == pytest.approx(np.median(pairwise), rel=1e-9)
     near, far = rng.normal(size=(30, 5)), rng.normal(loc=3.0, size=(30, 5))

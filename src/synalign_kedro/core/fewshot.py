@@ -1,6 +1,7 @@
 """The few-shot value benchmark's building blocks (issue 13; the regime of SynAlign's title, tables 1-4).
 
-The real data of a set is cut into three disjoint parts:
+The real data of a set is cut into three disjoint parts by ingestion
+(:func:`synalign_kedro.core.ingestion.ingest_parts`):
 
 - what the method may see (``visible``): the ``shots`` per class drawn from it are all that the tracker,
   the generator, the aligner and the classifier ever train on;
@@ -11,7 +12,8 @@ Subsets for several ``shots`` are nested (the 8-shot subset of a seed is inside 
 seed's comparison across shots changes only the amount of real data.
 
 Distribution metrics (:func:`heldout_distances`) compare a set with ``heldout`` under a bandwidth that is
-fixed once from held-out real data (:func:`fixed_bandwidth`) and shared by every variant, in any embedding
+fixed once from held-out real data (the evaluation pipeline's
+:func:`synalign_kedro.core.evaluation.heldout_bandwidth`) and shared by every variant, in any embedding
 space; the classifier two-sample test (:func:`classifier_two_sample_auc`) adds a number with a fixed scale
 (0.5: a classifier cannot tell the sets apart). Variants are drawn by one rule (:func:`draw_per_label`):
 the same number per label, without replacement, with probability proportional to a weight; the random and
@@ -30,28 +32,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from .metrics import median_heuristic_bandwidth, mmd_rbf, wasserstein_distance
+from .metrics import mmd_rbf, wasserstein_distance
 
 
 class FewShotError(ValueError):
     """The real data cannot give the asked split (a class too small for the shots, say)."""
-
-
-def split_heldout(real_train: pd.DataFrame, heldout_share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(visible, heldout): a stratified split of ``real_train`` by label, ``heldout_share`` of each class held
-    out (at least one row each side of every class)."""
-    if not 0 < heldout_share < 1:
-        raise FewShotError(f"heldout_share must be in (0, 1), got {heldout_share}")
-    rng = np.random.default_rng(seed)
-    heldout_rows: list[int] = []
-    for label, rows in real_train.groupby(real_train["label"].astype(str)).indices.items():
-        if len(rows) < 2:
-            raise FewShotError(f"class {label!r} has {len(rows)} row: it cannot be both seen and held out")
-        count = min(len(rows) - 1, max(1, round(heldout_share * len(rows))))
-        heldout_rows.extend(rng.choice(rows, size=count, replace=False).tolist())
-    mask = np.zeros(len(real_train), dtype=bool)
-    mask[heldout_rows] = True
-    return real_train[~mask].reset_index(drop=True), real_train[mask].reset_index(drop=True)
 
 
 def nested_shots(visible: pd.DataFrame, shots: Sequence[int], seed: int, dataset: str = "") -> dict[int, pd.DataFrame]:
@@ -74,12 +59,6 @@ def nested_shots(visible: pd.DataFrame, shots: Sequence[int], seed: int, dataset
         s: visible.iloc[np.sort(np.concatenate([order[:s] for order in orders.values()]))].reset_index(drop=True)
         for s in shots
     }
-
-
-def fixed_bandwidth(heldout_embeddings: np.ndarray, seed: int = 0) -> float:
-    """The RBF bandwidth of every MMD of a data set in one embedding space: the median pairwise distance of
-    the held-out real rows only (no synthetic set moves it, so every variant is scored under one kernel)."""
-    return median_heuristic_bandwidth(heldout_embeddings, heldout_embeddings[:0], seed=seed, device="cpu")
 
 
 def classifier_two_sample_auc(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, folds: int = 5) -> float:
