@@ -110,6 +110,9 @@ class TaskResult:
     value: Any = None
     raw_responses: list[str] = field(default_factory=list)
     error: str = ""
+    # tokens of every answer this task took (re-asks included), counted whether the answers came from the
+    # network or the cache: a resumed run sees the same costs (token budgets, core/generation/methods/feedback.py)
+    tokens: int = 0
 
 
 @dataclass
@@ -376,12 +379,15 @@ class LLMClient:
 
     def _run_task(self, task: ChatTask, network: bool) -> tuple[TaskResult, LLMUsage]:
         result, usage = self._attempt_task(task, network, refresh=False)
-        if result.ok or not self.settings.retry_failed or usage.calls:
-            return result, usage
-        # every answer came from the cache and the task failed: ask again (retry_failed)
-        if not network:
-            raise _NeedsNetwork
-        return self._attempt_task(task, network, refresh=True)
+        if not (result.ok or not self.settings.retry_failed or usage.calls):
+            # every answer came from the cache and the task failed: ask again (retry_failed)
+            if not network:
+                raise _NeedsNetwork
+            result, usage = self._attempt_task(task, network, refresh=True)
+        result.tokens = (
+            usage.prompt_tokens + usage.completion_tokens + usage.cached_prompt_tokens + usage.cached_completion_tokens
+        )
+        return result, usage
 
     # ----------------------------------------------------------------- batch
     def run(self, tasks: list[ChatTask], description: str = "llm") -> tuple[list[TaskResult], LLMUsage]:
