@@ -6,6 +6,7 @@ import logging
 import signal
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from synalign_kedro import hooks
@@ -21,7 +22,9 @@ def recorded(monkeypatch):
 
 def test_the_api_key_goes_from_credentials_to_the_llm_client_only(recorded):
     hook = hooks.LLMServerHook()
-    hook.after_context_created(SimpleNamespace(config_loader={"credentials": {"llm": {"api_key": "sk-test"}}}))
+    hook.after_context_created(
+        SimpleNamespace(config_loader={"credentials": {"llm": {"api_key": "sk-test"}}})
+    )
     assert recorded == [("key", "sk-test")]
     recorded.clear()
     hook.after_context_created(SimpleNamespace(config_loader={"credentials": {}}))
@@ -61,3 +64,97 @@ def test_node_timings_are_logged(caplog, monkeypatch):
     assert "Run env=test, device=" in caplog.text
     assert "Node simprompt.generate_synthetic_pool took" in caplog.text
     assert hook._started == {}
+
+
+def _usage(kept: int, requested: int) -> dict:
+    """The shape of a generation pool's usage report (core/generation/pool.py)."""
+    return {
+        "method": "x",
+        "n_samples_requested": requested,
+        "n_samples_generated": kept,
+        "calls": 4,
+        "cache_hits": 1,
+        "prompt_tokens": 1200,
+        "completion_tokens": 340,
+    }
+
+
+def test_the_run_summary_logs_kept_counts_answer_and_report_path(caplog, tmp_path, monkeypatch):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro_datasets.text import TextDataset
+
+    from synalign_kedro.core.variants import GENERATION_METHODS, usage_dataset
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run_report.html").write_text("<html></html>")
+    table = pd.DataFrame(
+        {
+            "variant": ["gold", "synalign_mmd"],
+            "accuracy": [0.80, 0.83],
+            "accuracy_per_seed": ["[0.8, 0.79, 0.81]", "[0.83, 0.82, 0.84]"],
+            "mmd": [0.004, 0.012],
+        }
+    )
+    datasets = {
+        usage_dataset(method): MemoryDataset(_usage(7 + i, 8)) for i, method in enumerate(GENERATION_METHODS)
+    }
+    catalog = DataCatalog(
+        datasets={
+            **datasets,
+            "evaluation_table": MemoryDataset(table),
+            "run_report": TextDataset(filepath=str(tmp_path / "run_report.html")),
+        }
+    )
+    with caplog.at_level(logging.INFO, logger="synalign_kedro.hooks"):
+        hooks.RunSummaryHook().after_pipeline_run(
+            run_params={}, run_result={}, pipeline=None, catalog=catalog
+        )
+    text = caplog.text
+    for i, method in enumerate(GENERATION_METHODS):  # every method of the registry, however many
+        assert (
+            f"{method}: {7 + i}/8 samples kept, 4 LLM calls (1 from the cache), 1200 prompt + 340 completion"
+            in text
+        )
+    assert "answer: synalign_mmd: +0.0300 accuracy [" in text and "vs real alone (gold)" in text
+    assert "run report: run_report.html" in text
+
+
+def test_the_run_summary_skips_what_is_missing_and_never_raises(caplog):
+    from kedro.io import DataCatalog, MemoryDataset
+
+    from synalign_kedro.core.variants import GENERATION_METHODS, usage_dataset
+
+    class Broken(MemoryDataset):
+        def load(self):
+            raise OSError("unreadable")
+
+    first = GENERATION_METHODS[0]
+    catalog = DataCatalog(
+        datasets={
+            usage_dataset(first): MemoryDataset(_usage(3, 8)),
+            "evaluation_table": Broken(pd.DataFrame()),
+        }
+    )
+    assert hooks.run_summary(catalog) == [
+        f"{first}: 3/8 samples kept, 4 LLM calls (1 from the cache), 1200 prompt + 340 completion tokens"
+    ]
+    assert hooks.run_summary(DataCatalog()) == []
+    with caplog.at_level(logging.INFO, logger="synalign_kedro.hooks"):
+        hook = hooks.RunSummaryHook()
+        hook.after_pipeline_run(run_params={}, run_result={}, pipeline=None, catalog=DataCatalog())
+        hook.after_pipeline_run(
+            run_params={}, run_result={}, pipeline=None, catalog=object()
+        )  # not a catalog
+    assert "Run summary" not in caplog.text and "No end-of-run summary" in caplog.text
+
+
+def test_the_run_summary_marks_what_an_earlier_run_wrote():
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Pipeline, node
+
+    from synalign_kedro.core.variants import GENERATION_METHODS, usage_dataset
+
+    first = GENERATION_METHODS[0]
+    catalog = DataCatalog(datasets={usage_dataset(first): MemoryDataset(_usage(8, 8))})
+    evaluation_only = Pipeline([node(lambda x: x, "real_train", "evaluation_table", name="evaluate")])
+    assert hooks.run_summary(catalog, evaluation_only)[0].endswith("tokens (from an earlier run)")

@@ -1,5 +1,6 @@
-"""Kedro hooks: parameters validated before the first node, the embedded LLM server's lifecycle, and run
-information (device, timings).
+"""Kedro hooks: parameters validated before the first node, the embedded LLM server's lifecycle, run
+information (device, timings), and a summary at the end of the run (what each method generated and kept, the
+run report's answer, where the report is).
 
 The embedded llama.cpp server is started lazily by the first node that needs it
 (``core.llm_server.embedded_endpoint``), so a run whose LLM calls are all cached starts no server; this
@@ -17,8 +18,13 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from synalign_kedro.core import llm_server
+from synalign_kedro.core.variants import GENERATION_METHODS, usage_dataset
 
 logger = logging.getLogger(__name__)
+
+# The catalog names the end-of-run summary reads besides each method's usage report (core/variants.py).
+EVALUATION_TABLE = "evaluation_table"
+RUN_REPORT = "run_report"
 
 
 def _mlflow_active() -> bool:
@@ -123,11 +129,99 @@ def artifact_file(catalog, name: str) -> tuple[Path, str] | None:
     folder = (getattr(dataset, "metadata", None) or {}).get("mlflow_artifact_path")
     if not folder:
         return None
+    path = local_file(catalog, name)
+    return None if path is None else (path, str(folder))
+
+
+def local_file(catalog, name: str) -> Path | None:
+    """The local file of a catalog entry (its ``filepath``), when the entry exists and the file was written."""
+    if name not in catalog:
+        return None
+    dataset = catalog.get(name)
     describe = dataset._describe() if hasattr(dataset, "_describe") else {}
     filepath = describe.get("filepath") or getattr(dataset, "_filepath", None)
     if filepath is None or not Path(str(filepath)).is_file():
         return None
-    return Path(str(filepath)), str(folder)
+    return Path(str(filepath))
+
+
+class RunSummaryHook:
+    """At the end of a successful ``kedro run``, logs a short summary (:func:`run_summary`): per generation
+    method, samples kept / requested and tokens; the run report's answer (did the synthetic data help, is it
+    close to the real data); where the report is. It never fails the run: a missing or unreadable dataset is
+    left out, and any other error only becomes a warning."""
+
+    @hook_impl(trylast=True)  # the last thing a run logs
+    def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
+        try:
+            lines = run_summary(catalog, pipeline)
+        except Exception as error:  # a summary must never fail a run that succeeded
+            logger.warning("No end-of-run summary: %s: %s", type(error).__name__, error)
+            return
+        if lines:
+            logger.info("Run summary:\n  %s", "\n  ".join(lines))
+
+
+def run_summary(catalog, pipeline=None) -> list[str]:
+    """The summary's lines. Reads ``llm_usage_<method>`` for every method of ``core/variants.py``, the
+    evaluation table and the report's file through ``catalog``; what does not exist is skipped. A dataset that
+    ``pipeline`` did not write is marked "from an earlier run"."""
+    written = _outputs(pipeline)
+    lines = []
+    for method in GENERATION_METHODS:
+        name = usage_dataset(method)
+        usage = _load_if_present(catalog, name)
+        if isinstance(usage, dict):
+            lines.append(_usage_line(method, usage) + _earlier(name, written))
+    table = _load_if_present(catalog, EVALUATION_TABLE)
+    if table is not None:
+        from synalign_kedro.core.report import answer_lines  # pandas, scipy: not at CLI start-up
+
+        suffix = _earlier(EVALUATION_TABLE, written)
+        lines += [f"answer: {line}{suffix}" for line in answer_lines(table)]
+    report = local_file(catalog, RUN_REPORT)
+    if report is not None:
+        lines.append(f"run report: {_relative_to_cwd(report)}{_earlier(RUN_REPORT, written)}")
+    return lines
+
+
+def _usage_line(method: str, usage: dict) -> str:
+    kept, requested = usage.get("n_samples_generated", "?"), usage.get("n_samples_requested", "?")
+    line = f"{method}: {kept}/{requested} samples kept"
+    if "calls" in usage:
+        line += f", {usage['calls']} LLM calls ({usage.get('cache_hits', 0)} from the cache)"
+    if "prompt_tokens" in usage or "completion_tokens" in usage:
+        line += f", {usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens"
+    return line
+
+
+def _load_if_present(catalog, name: str) -> Any:
+    """``catalog.load(name)`` when the entry exists and its data was saved; None otherwise (logged at debug)."""
+    try:
+        if name not in catalog or not catalog.exists(name):
+            return None
+        return catalog.load(name)
+    except Exception as error:  # unreadable: the summary goes on without it
+        logger.debug("Run summary: %s not read (%s)", name, error)
+        return None
+
+
+def _outputs(pipeline) -> set[str] | None:
+    try:
+        return set(pipeline.all_outputs()) if pipeline is not None else None
+    except Exception:  # not a Kedro pipeline: no claim about what it wrote
+        return None
+
+
+def _earlier(name: str, written: set[str] | None) -> str:
+    return "" if written is None or name in written else " (from an earlier run)"
+
+
+def _relative_to_cwd(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 class RunInfoHook:

@@ -3,13 +3,27 @@
 from kedro.config import OmegaConfigLoader
 
 from synalign_kedro.atomic_writes import AtomicWritesHook
-from synalign_kedro.hooks import LLMServerHook, MlflowArtifactHook, ParameterValidationHook, RunInfoHook
+from synalign_kedro.hooks import (
+    LLMServerHook,
+    MlflowArtifactHook,
+    ParameterValidationHook,
+    RunInfoHook,
+    RunSummaryHook,
+)
 
 # kedro-mlflow registers its own hook through its entry point; ours come after it.
 # ParameterValidationHook: every parameter block is validated by its settings model before the first node runs.
 # MlflowArtifactHook: output files marked `mlflow_artifact_path` are logged to MLflow at the end of the run.
+# RunSummaryHook: at the end of the run, what each method kept, the report's answer and where the report is.
 # AtomicWritesHook: every local-file dataset write goes to a temp sibling, then is renamed (atomic_writes.py).
-HOOKS = (ParameterValidationHook(), LLMServerHook(), RunInfoHook(), MlflowArtifactHook(), AtomicWritesHook())
+HOOKS = (
+    ParameterValidationHook(),
+    LLMServerHook(),
+    RunInfoHook(),
+    MlflowArtifactHook(),
+    AtomicWritesHook(),
+    RunSummaryHook(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import math
 import re
 from html.parser import HTMLParser
 
@@ -11,8 +13,10 @@ import pandas as pd
 import pytest
 
 from synalign_kedro.core import plots, report
+from synalign_kedro.core.fewshot import mean_interval
 
 SECTIONS = [
+    "Answer",
     "Evaluation",
     "Coverage curves",
     "Figures (t-SNE, ...)",
@@ -156,3 +160,81 @@ def test_the_report_module_reads_no_file():
         assert not hasattr(report, name), name
     with pytest.raises(ValueError, match="coverage"):
         plots.coverage_figure(pd.DataFrame({"step": [1]}))
+
+
+GOLD_SEEDS = [0.80, 0.78, 0.82]
+MMD_SEEDS = [0.84, 0.80, 0.85]  # per-seed differences +0.04, +0.02, +0.03
+RANDOM_SEEDS = [0.79, 0.77, 0.83]  # -0.01, -0.01, +0.01
+
+
+def _answer_table() -> pd.DataFrame:
+    """Gold, two variants with three paired seeds each, and one with no seed evaluated (an empty pool)."""
+    return pd.DataFrame(
+        {
+            "variant": ["gold", "synalign_random", "synalign_mmd", "simprompt"],
+            "wasserstein": [0.50, 0.70, 0.60, math.nan],
+            "mmd": [0.004, 0.020, 0.012, math.nan],
+            "accuracy": [np.mean(GOLD_SEEDS), np.mean(RANDOM_SEEDS), np.mean(MMD_SEEDS), math.nan],
+            "macro_f1": [0.70, 0.71, 0.75, math.nan],
+            "n_seeds": [3, 3, 3, 0],
+            "distribution_reference": ["real_heldout"] * 4,
+            # the JSON text the evaluation table stores (core.evaluation.evaluation_table)
+            "accuracy_per_seed": [json.dumps(v) for v in (GOLD_SEEDS, RANDOM_SEEDS, MMD_SEEDS, [])],
+            "macro_f1_per_seed": [json.dumps(v) for v in ([0.7] * 3, [0.71] * 3, [0.74, 0.75, 0.76], [])],
+        }
+    )
+
+
+def test_the_answer_pairs_seeds_and_uses_mean_interval():
+    differences = report.score_differences(_answer_table()).set_index(["variant", "score"])
+    mmd = differences.loc[("synalign_mmd", "accuracy")]
+    mean, half = mean_interval([0.04, 0.02, 0.03])
+    assert mean == pytest.approx(0.03) and half == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-3)
+    assert mmd["difference"] == pytest.approx(mean)
+    assert (mmd["ci_low"], mmd["ci_high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert mmd["n_seeds"] == 3 and mmd["note"] == ""
+    random_mean, random_half = mean_interval([-0.01, -0.01, 0.01])
+    assert differences.loc[("synalign_random", "accuracy"), "ci_high"] == pytest.approx(
+        random_mean + random_half
+    )
+    assert differences.loc[("simprompt", "accuracy"), "note"] == "no seed evaluated"
+
+
+def test_the_answer_says_it_in_sentences_best_first():
+    lines = report.answer_lines(_answer_table())
+    assert [line.split(":", 1)[0] for line in lines] == ["synalign_mmd", "synalign_random", "simprompt"]
+    mean, half = mean_interval([0.04, 0.02, 0.03])
+    assert lines[0].startswith(
+        f"synalign_mmd: +0.0300 accuracy [{mean - half:+.4f}, {mean + half:+.4f}] vs real alone (gold): better; "
+    )
+    assert "(3 paired seeds, 95 % interval)" in lines[0]
+    assert (
+        "Distance to real_heldout (lower is closer): MMD² 0.0120 (gold 0.0040), W1 0.6000 (gold 0.5000)"
+        in lines[0]
+    )
+    assert "accuracy [" in lines[1] and ": not significant" in lines[1]
+    assert lines[2].startswith("simprompt: no downstream score (no seed evaluated)")
+    assert "MMD² n/a (gold 0.0040)" in lines[2]
+
+
+def test_the_answer_opens_the_report():
+    page = report.render_run_report("Run", {"dataset": "sst2"}, evaluation_table=_answer_table())
+    assert page.index("<h2>Answer</h2>") < page.index('class="meta"') < page.index("<h2>Evaluation</h2>")
+    answer = page.split("<h2>Answer</h2>", 1)[1].split("<h2>", 1)[0]
+    assert answer.count("<li>") == 3 and "synalign_mmd: +0.0300 accuracy" in answer
+
+
+def test_without_per_seed_scores_the_answer_says_why_there_is_no_interval():
+    table = _answer_table().drop(columns=["accuracy_per_seed", "macro_f1_per_seed"])
+    line = report.answer_lines(table)[0]
+    assert line.startswith(
+        "synalign_mmd: +0.0300 accuracy vs real alone (gold); +0.0500 macro-F1; no interval:"
+    )
+    assert "only the mean over seeds" in line
+    one_seed = _answer_table().assign(
+        accuracy_per_seed=[json.dumps(v[:1]) for v in (GOLD_SEEDS, RANDOM_SEEDS, MMD_SEEDS, [])]
+    )
+    assert "no interval: one seed" in report.answer_lines(one_seed)[0]
+    assert report.answer_lines(None) == [] and report.answer_lines(_answer_table().head(1)) == [
+        "only gold was evaluated: no synthetic variant to compare with real data alone"
+    ]

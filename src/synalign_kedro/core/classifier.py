@@ -17,7 +17,8 @@ Two classifiers:
   1e-4, warm-up 6 %); seeds change the head initialisation, dropout and data order.
 
 Both return ``{"accuracy", "accuracy_std", "macro_f1", "macro_f1_std", ...}``: means over seeds and sample
-standard deviations (ddof=1; 0 for a single seed).
+standard deviations (ddof=1; 0 for a single seed), and the per-seed scores ``accuracy_per_seed`` /
+``macro_f1_per_seed`` in the order of the seeds (the run report pairs them with gold's, seed by seed).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def _summarise(scores: list[tuple[float, float]], extra: dict) -> dict:
         "macro_f1": float(macro_f1s.mean()),
         "macro_f1_std": float(macro_f1s.std(ddof=ddof)),
         "n_seeds": len(scores),
+        "accuracy_per_seed": accuracies.tolist(),  # in the order of the seeds: paired across variants
+        "macro_f1_per_seed": macro_f1s.tolist(),
         **extra,
     }
 

@@ -11,6 +11,7 @@ gets real train vs real held-out as a floor. Also the synthetic vocabulary size,
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any, Literal
@@ -36,7 +37,7 @@ DISTRIBUTION_REFERENCE = "real_heldout"  # every row's wasserstein / mmd are mea
 TABLE_COLUMNS = [
     "variant", "wasserstein", "mmd", "vocab_size", "accuracy", "accuracy_std", "macro_f1", "macro_f1_std",
     "n_synthetic", "n_train_real", "n_seeds", "classifier", "wasserstein_method", "mmd_bandwidth",
-    "distribution_reference",
+    "distribution_reference", "accuracy_per_seed", "macro_f1_per_seed",
 ]  # fmt: skip
 
 
@@ -223,10 +224,15 @@ def downstream_metrics(
 
 def evaluation_table(variant_metrics: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per variant (in the order given) from ``{variant: metrics}``, columns :data:`TABLE_COLUMNS`
-    first. NaN stays NaN here (the table shows it); :func:`finite_numbers` keeps it out of trackers."""
+    first. NaN stays NaN here (the table shows it); :func:`finite_numbers` keeps it out of trackers. A list
+    (the per-seed scores, in the order of ``evaluation.seeds``) becomes one JSON text cell, the same in memory
+    and in the CSV file."""
     rows = [{"variant": variant, **metrics} for variant, metrics in variant_metrics.items()]
     for row in rows:
         row.pop("n_train_synthetic", None)  # the classifier's count; the table's n_synthetic says the same
+        for name, value in row.items():
+            if isinstance(value, list | tuple | np.ndarray):
+                row[name] = json.dumps([float(item) for item in value])
     table = pd.DataFrame(rows)
     ordered = [column for column in TABLE_COLUMNS if column in table.columns]
     return table[ordered + [column for column in table.columns if column not in ordered]]
