@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
+import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -243,3 +247,61 @@ def test_extract_json_finds_the_json(text, expected):
 def test_extract_json_explains_failures(text, reason):
     with pytest.raises(JSONExtractionError, match=reason):
         extract_json(text)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_logs_kept_samples_tokens_per_second_and_eta_when_not_a_terminal(
+    server, tmp_path, caplog, monkeypatch
+):
+    """Piped output (kedro run > log): plain log lines, no carriage returns, with the same numbers as the bar."""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    caplog.set_level(logging.INFO, logger="synalign_kedro.core.llm_client")
+    server.script = ["garbage"] * 3  # the first task fails after its 2 re-asks: 4 of 5 tasks keep 2 samples
+    client, _ = make_client(server, tmp_path, show_progress=True)
+    tasks = [sample_task(f"t{i}", n=2, offset=i) for i in range(5)]
+    client.run(tasks, description="synalign:stage2")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("synalign:stage2:")]
+    assert len(lines) >= 2  # the start, every 10 % step
+    assert "0/5 calls" in lines[0] and "kept 0/10 samples" in lines[0] and "ETA ?" in lines[0]
+    assert "5/5 calls (100%)" in lines[-1] and "kept 8/10 samples" in lines[-1] and "1 failed" in lines[-1]
+    assert " tok/s" in lines[-1] and "ETA 00:00" in lines[-1]
+    assert re.search(r"kept \d+/10 samples, [\d.]+ tok/s, .*ETA \d\d:\d\d", lines[len(lines) // 2])
+    assert "\r" not in sys.stderr.getvalue()
+    # a re-run replays everything: one line, the cached tasks counted
+    caplog.clear()
+    client2, _ = make_client(server, tmp_path, show_progress=True)
+    client2.run(tasks, description="synalign:stage2")
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("synalign:stage2:")]
+    assert "kept 8/10 samples" in line and "5 cached" in line
+
+
+def test_progress_bar_on_a_terminal_shows_kept_samples_tokens_per_second_and_eta(
+    server, tmp_path, monkeypatch
+):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    client, _ = make_client(server, tmp_path, show_progress=True)
+    tasks = [sample_task(f"t{i}", n=2, offset=i) for i in range(4)] + [
+        replace(sample_task("t4", n=2, offset=4), items=5)  # an explicit count beats the schema's
+    ]
+    client.run(tasks, description="attrprompt:samples")
+    last = terminal.getvalue().split("\r")[-1]
+    assert last.startswith("attrprompt:samples: 100%") and "5/5 calls" in last
+    assert "kept 10/13 samples" in last and " tok/s" in last and "ETA 00:00" in last
+
+
+def test_progress_counts_answers_when_the_schema_asks_no_list(server, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    caplog.set_level(logging.INFO, logger="synalign_kedro.core.llm_client")
+    schema = {"type": "object", "properties": {"tone": {"type": "string"}}, "required": ["tone"]}
+    tasks = [
+        ChatTask(f"s{i}", [{"role": "user", "content": f"s{i}"}], "summary", schema, dict, i)
+        for i in range(3)
+    ]
+    client, _ = make_client(server, tmp_path, show_progress=True)
+    client.run(tasks, description="synalign:stage1")
+    assert "kept 3/3 answers" in caplog.records[-1].getMessage()

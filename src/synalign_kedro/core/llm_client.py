@@ -27,8 +27,17 @@ What it adds to the ``openai`` package:
   embedded server) is only resolved, from that same thread, when some call is not cached. With
   ``retry_failed: true`` a task whose cached answers all failed validation is asked again (fresh seeds) and
   its new answers replace the failed ones.
-- **Accounting**: calls, cache hits, re-asks, transport retries, failures, tokens and wall time, and a
-  ``tqdm`` progress bar (calls done / total, tokens/s).
+- **Accounting**: calls, cache hits, re-asks, transport retries, failures, tokens and wall time.
+- **Progress** (``show_progress``): one line per :meth:`LLMClient.run` (``<method>:<stage>``): calls done /
+  total, the items kept / requested (samples, values: what each task asks, see :attr:`ChatTask.items`),
+  completion tokens/s (wall clock, all slots together) and an ETA. A ``tqdm`` bar on a terminal; when stderr
+  is not a terminal (``kedro run`` piped to a file, CI), a plain INFO log line at every 10 % and at least every
+  30 s instead of carriage-return redraws.
+- **Stopping** (:meth:`~synalign_kedro.core.llm_endpoints.EndpointPool.abort`): when a run is interrupted
+  (KeyboardInterrupt, or any exception raised in the calling thread) or one task raises, the calls not started
+  are cancelled and the requests in flight are abandoned at once (their connections shut down, so the server
+  stops generating); ``run`` re-raises within moments instead of waiting up to ``llm.timeout`` for them.
+  Calls finished before are in the cache, so a re-run asks only the rest.
 
 API keys live only inside :class:`~synalign_kedro.core.llm_server.Endpoint` (excluded from its repr) and
 the ``openai`` client; nothing here logs or returns them.
@@ -37,10 +46,12 @@ the ``openai`` client; nothing here logs or returns them.
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,15 +70,25 @@ from tqdm.auto import tqdm
 
 from .json_extract import JSONExtractionError, extract_json
 from .llm_cache import CachedCall, LLMCallCache, call_key
-from .llm_endpoints import EndpointPool, NoEndpointLeftError
+from .llm_endpoints import CallAbandonedError, EndpointPool, NoEndpointLeftError
 from .llm_response import MalformedResponseError, parse_chat_completion
 from .llm_server import Endpoint
 from .llm_settings import EndpointSettings, LLMSettings, ServerSettings
 from .llm_tracing import trace_llm_call
 
 __all__ = [  # settings and the response check live in their own modules; imported from here as before
-    "ChatTask", "EndpointSettings", "LLMClient", "LLMSettings", "LLMUnavailableError", "LLMUsage",
-    "MalformedResponseError", "ServerSettings", "TaskResult", "cache_identity", "open_cache", "parse_chat_completion",
+    "ChatTask",
+    "EndpointSettings",
+    "LLMClient",
+    "LLMSettings",
+    "LLMUnavailableError",
+    "LLMUsage",
+    "MalformedResponseError",
+    "ServerSettings",
+    "TaskResult",
+    "cache_identity",
+    "open_cache",
+    "parse_chat_completion",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +114,9 @@ class ChatTask:
     ``validate`` takes the decoded JSON and returns the task's value, or raises ``ValueError`` /
     ``pydantic.ValidationError`` with a message that is sent back to the model in a re-ask.
     ``seed_offset`` makes otherwise identical prompts distinct calls (distinct seeds, distinct cache keys).
+    ``items``: how many items (samples, values) the task asks for, for the progress line's "kept k/n"; by
+    default read from ``json_schema`` (the ``maxItems`` of its one array property), else one answer per task.
+    A validated answer keeps the length of its value when that is a list.
     """
 
     task_id: str
@@ -101,6 +125,7 @@ class ChatTask:
     json_schema: dict | None
     validate: Callable[[Any], Any]
     seed_offset: int = 0
+    items: int | None = None
 
 
 @dataclass
@@ -167,6 +192,9 @@ class LLMClient:
     # a failed answer asked again under retry_failed gets seed + this * (attempt - 1): small models repeat
     # their answer for the same seed
     REFRESH_SEED_STRIDE = 7_919
+    # after an abort, how long run() waits for the abandoned calls' threads (their connections are shut down,
+    # so they end at once; an answer that had just arrived is still validated and cached meanwhile)
+    ABANDON_GRACE_S = 5.0
 
     def __init__(
         self,
@@ -181,7 +209,9 @@ class LLMClient:
         self._trace_name = "llm"  # set by run(): "<method>:<stage>", the traces' name
         self._endpoint_factory = endpoint_factory
         self._endpoint: Endpoint | None = None
+        self._endpoints: list[Endpoint] | None = None
         self._pool: EndpointPool | None = None
+        self._local = threading.local()  # .pool: the pool of the run a thread works for
         self.cache = cache
         self.reask_template = reask_template
         self.mode = settings.resolved_structured_output()
@@ -209,18 +239,22 @@ class LLMClient:
         return sampling
 
     def _ensure_endpoint(self) -> None:
-        if self._pool is not None:
+        if self._pool is not None and not self._pool.aborted:
             return
-        resolved = self._endpoint_factory()
-        endpoints = list(resolved) if isinstance(resolved, list | tuple) else [resolved]
-        for endpoint in endpoints:
-            if endpoint.identity != self.identity:
-                logger.warning(
-                    "Endpoint identity %s differs from the cache identity %s", endpoint.identity, self.identity
-                )
-        self._endpoint = endpoints[0]
-        self._pool = EndpointPool(
-            endpoints,
+        if self._endpoints is None:
+            resolved = self._endpoint_factory()
+            endpoints = list(resolved) if isinstance(resolved, list | tuple) else [resolved]
+            for endpoint in endpoints:
+                if endpoint.identity != self.identity:
+                    logger.warning(
+                        "Endpoint identity %s differs from the cache identity %s",
+                        endpoint.identity,
+                        self.identity,
+                    )
+            self._endpoints = endpoints
+            self._endpoint = endpoints[0]
+        self._pool = EndpointPool(  # a fresh one after an aborted run; the factory is called once
+            self._endpoints,
             default_concurrency=self.settings.max_concurrency,
             timeout=self.settings.timeout,
             max_failures=self.settings.endpoint_max_failures,
@@ -244,7 +278,10 @@ class LLMClient:
         return parse_chat_completion(raw.http_response, state.endpoint.base_url)
 
     def _network_call(self, messages: list[dict], sampling: dict, usage: LLMUsage) -> CachedCall:
-        assert self._pool is not None
+        pool: EndpointPool | None = getattr(self._local, "pool", None) or self._pool
+        assert pool is not None
+        if pool.aborted:
+            raise CallAbandonedError("the LLM run was stopped")
         settings = self.settings
         last_url: list[str] = [self._endpoint.base_url if self._endpoint else "?"]
 
@@ -262,22 +299,25 @@ class LLMClient:
             stop=stop_after_attempt(settings.transport_retries)
             | stop_after_delay(settings.transport_budget_s),
             wait=wait_random_exponential(multiplier=settings.backoff_initial_s, max=settings.backoff_max_s),
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(lambda error: _is_transient(error) and not pool.aborted),
             before_sleep=count_retry,
+            sleep=pool.pause,  # ends at once when the run is stopped
             reraise=True,
         )
         started = time.perf_counter()
         try:
             for attempt in retrying:
                 with attempt:
-                    endpoint = self._pool.acquire()
+                    endpoint = pool.acquire()
                     last_url[0] = endpoint.endpoint.base_url
                     try:
                         text, prompt_tokens, completion_tokens = self._request(endpoint, messages, sampling)
                     except BaseException as error:
-                        self._pool.release(endpoint, error, counts=_is_transient(error))
+                        pool.release(endpoint, error, counts=_is_transient(error))
                         raise
-                    self._pool.release(endpoint)
+                    pool.release(endpoint)
+        except CallAbandonedError:
+            raise
         except RetryError as error:  # pragma: no cover - reraise=True makes tenacity raise the last error
             raise LLMUnavailableError(str(error)) from error
         except NoEndpointLeftError as error:
@@ -285,6 +325,8 @@ class LLMClient:
                 f"{error}. {len(self.cache)} finished calls are kept in {self.cache.path}; re-run to resume."
             ) from error
         except Exception as error:
+            if pool.aborted:  # the request failed because the run was stopped
+                raise CallAbandonedError("the LLM run was stopped") from error
             if _is_transient(error):
                 hint = (
                     f" Requests took longer than llm.timeout={settings.timeout:.0f} s: raise it, or lower "
@@ -306,7 +348,13 @@ class LLMClient:
         )
 
     def _answer(
-        self, task: ChatTask, messages: list[dict], sampling: dict, usage: LLMUsage, network: bool, refresh: bool
+        self,
+        task: ChatTask,
+        messages: list[dict],
+        sampling: dict,
+        usage: LLMUsage,
+        network: bool,
+        refresh: bool,
     ) -> tuple[str, Any, str]:
         """One answer (cached or asked) and its validation: (text, value or None, error or "").
 
@@ -327,12 +375,19 @@ class LLMClient:
         if not network:
             raise _NeedsNetwork
         attempts = cached.attempts + 1 if cached is not None else 1
-        asked = sampling if cached is None else {**sampling, "seed": sampling["seed"] + self.REFRESH_SEED_STRIDE * (attempts - 1)}
+        asked = (
+            sampling
+            if cached is None
+            else {**sampling, "seed": sampling["seed"] + self.REFRESH_SEED_STRIDE * (attempts - 1)}
+        )
         call = self._network_call(messages, asked, usage)
         value, error = _validate(task, call.text)
         # stored under the key of the logical call (the original seed), so later runs replay the new answer
         self.cache.put(
-            key, self.identity, {"messages": messages, "sampling": asked}, replace(call, valid=not error, attempts=attempts)
+            key,
+            self.identity,
+            {"messages": messages, "sampling": asked},
+            replace(call, valid=not error, attempts=attempts),
         )
         usage.calls += 1
         usage.refreshed += int(cached is not None)
@@ -345,10 +400,18 @@ class LLMClient:
     def _trace(self, task, messages, sampling, call: CachedCall, error: str, cache_hit: bool) -> None:
         """One MLflow trace per completed call (core.llm_tracing: never raises, no-op without an active run)."""
         trace_llm_call(
-            name=self._trace_name, messages=messages, answer=call.text, prompt_tokens=call.prompt_tokens,
-            completion_tokens=call.completion_tokens, latency_s=0.0 if cache_hit else call.seconds,
-            cache_hit=cache_hit, validation="invalid" if error else "valid", model=self.identity,
-            sampling=sampling, call_id=task.task_id, sample_share=self.settings.trace_sample_share,
+            name=self._trace_name,
+            messages=messages,
+            answer=call.text,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
+            latency_s=0.0 if cache_hit else call.seconds,
+            cache_hit=cache_hit,
+            validation="invalid" if error else "valid",
+            model=self.identity,
+            sampling=sampling,
+            call_id=task.task_id,
+            sample_share=self.settings.trace_sample_share,
         )
 
     def _attempt_task(self, task: ChatTask, network: bool, refresh: bool) -> tuple[TaskResult, LLMUsage]:
@@ -363,7 +426,8 @@ class LLMClient:
                 sampling = {**sampling, "seed": self.settings.seed + task.seed_offset + 1_000_003 * attempt}
             try:
                 text, value, error = self._answer(task, messages, sampling, usage, network, refresh)
-            except openai.BadRequestError as bad_request:  # e.g. the prompt exceeds the context: not retryable
+            # e.g. the prompt exceeds the context: not retryable
+            except openai.BadRequestError as bad_request:
                 error = f"request refused: {_describe(bad_request)}"
                 break
             raws.append(text)
@@ -385,7 +449,10 @@ class LLMClient:
                 raise _NeedsNetwork
             result, usage = self._attempt_task(task, network, refresh=True)
         result.tokens = (
-            usage.prompt_tokens + usage.completion_tokens + usage.cached_prompt_tokens + usage.cached_completion_tokens
+            usage.prompt_tokens
+            + usage.completion_tokens
+            + usage.cached_prompt_tokens
+            + usage.cached_completion_tokens
         )
         return result, usage
 
@@ -405,50 +472,219 @@ class LLMClient:
                 continue
             results[index] = result
             total.add(usage)
-        bar = tqdm(
-            total=len(tasks),
-            initial=len(results),
-            desc=description,
-            unit="call",
-            disable=not self.settings.show_progress,
-            leave=True,
-        )
+        progress = _Progress(description, tasks, results, total, enabled=self.settings.show_progress)
         try:
             if pending:
                 self._ensure_endpoint()  # may start the embedded server: this thread only
-                self._run_pending(tasks, pending, results, total, bar)
+                progress.start()
+                self._run_pending(tasks, pending, results, total, progress)
         finally:
-            bar.close()
+            progress.close()
             total.wall_seconds += time.perf_counter() - started
         return [results[i] for i in range(len(tasks))], total
 
-    def _run_pending(self, tasks, pending, results, total: LLMUsage, bar) -> None:
+    def _run_pending(self, tasks, pending, results, total: LLMUsage, progress: _Progress) -> None:
+        pool = self._pool
+        assert pool is not None
+
         def work(index: int):
+            self._local.pool = pool  # this run's pool, even if a later run gets a fresh one
             return index, *self._run_task(tasks[index], network=True)
 
         def record(index: int, result: TaskResult, usage: LLMUsage) -> None:
             results[index] = result
             with self._stats_lock:
                 total.add(usage)
-            bar.update(1)
-            bar.set_postfix(tok_s=f"{total.tokens_per_second:.1f}", failed=total.failures, refresh=False)
+            progress.update(tasks[index], result)
 
-        workers = min(self._pool.capacity, len(pending))
-        if workers <= 1:
-            for index in pending:
-                record(*work(index))
-            return
-        # the pool hands out endpoint slots; the threads only need to keep every slot busy
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-            futures = {pool.submit(work, index) for index in pending}
+        workers = min(pool.capacity, len(pending))
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") if workers > 1 else None
+        futures: set = set()
+        try:
+            if executor is None:
+                for index in pending:
+                    record(*work(index))
+                return
+            # the pool hands out endpoint slots; the threads only need to keep every slot busy
+            futures = {executor.submit(work, index) for index in pending}
             while futures:
-                done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                # wakes every second: an interrupt of this thread is seen, the log line stays current
+                done, futures = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
+                failed = [future for future in done if future.exception() is not None]
                 for future in done:
-                    if future.exception() is not None:
-                        for other in futures:
-                            other.cancel()
-                        raise future.exception()
-                    record(*future.result())
+                    if future.exception() is None:
+                        record(*future.result())
+                if failed:
+                    raise failed[0].exception()
+                progress.tick()
+        except BaseException as error:
+            self._abandon(pool, executor, futures, results, error)
+            raise
+        finally:
+            self._local.pool = None
+        executor.shutdown(wait=True)
+
+    def _abandon(
+        self, pool: EndpointPool, executor, futures: set, results: dict, error: BaseException
+    ) -> None:
+        """Stop a run that was interrupted or failed: calls not started are cancelled, the ones in flight
+        abandoned (their connections shut down, so the server stops generating). Finished calls are cached."""
+        running = {future for future in futures if not future.cancel() and not future.done()}
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        shut = pool.abort()
+        still = wait(running, timeout=self.ABANDON_GRACE_S).not_done if running else set()
+        logger.warning(
+            "LLM run %s stopped (%s): %d task(s) done, %d call(s) in flight abandoned (%d connection(s) closed)%s; "
+            "finished calls are kept in %s, a re-run asks only the rest",
+            self._trace_name, type(error).__name__, len(results), len(running), shut,
+            f", {len(still)} still winding down" if still else "", self.cache.path,
+        )  # fmt: skip
+
+
+class _Progress:
+    """The progress line of one :meth:`LLMClient.run`: calls done / total, items kept / requested, completion
+    tokens/s and an ETA. A ``tqdm`` bar on a terminal, else a log line at every 10 % and every ``LOG_EVERY_S``."""
+
+    LOG_EVERY_S = 30.0
+    BAR_FORMAT = (
+        "{desc}: {percentage:3.0f}%|{bar:12}| {n_fmt}/{total_fmt} calls{postfix} [{elapsed}, ETA {remaining}]"
+    )
+
+    def __init__(
+        self,
+        description: str,
+        tasks: list[ChatTask],
+        done: dict[int, TaskResult],
+        usage: LLMUsage,
+        enabled: bool,
+    ) -> None:
+        self.description = description
+        self.usage = usage  # the run's accounting, updated by the caller
+        self.total = len(tasks)
+        self.done = self.cached = len(done)
+        self.failed = sum(not result.ok for result in done.values())
+        asked = [_asked_items(task) for task in tasks]
+        units = {unit for _, unit in asked if unit}
+        self.unit = units.pop() if len(units) == 1 else ("items" if units else "answers")
+        self.requested = sum(n for n, _ in asked)
+        self.kept = sum(_kept_items(tasks[index], result) for index, result in done.items())
+        self.tokens_before = usage.completion_tokens  # replayed answers count no tokens/s
+        self.started = time.monotonic()
+        self.enabled = enabled
+        self.terminal = enabled and _is_terminal(sys.stderr)
+        self.bar = None
+        self._logged_step, self._logged_at = -1, self.started
+
+    def start(self) -> None:
+        """The calls begin (after the endpoint is up: an embedded server's start counts in no rate or ETA)."""
+        self.started = self._logged_at = time.monotonic()
+        if self.terminal:
+            self.bar = tqdm(
+                total=self.total, initial=self.done, desc=self.description, unit="call", file=sys.stderr,
+                bar_format=self.BAR_FORMAT, leave=True, postfix=self.stats(),
+            )  # fmt: skip
+        elif self.enabled:
+            self._log()
+
+    def stats(self) -> str:
+        """``kept 8/10 samples, 12.3 tok/s, 1 failed``."""
+        elapsed = time.monotonic() - self.started
+        fresh = self.usage.completion_tokens - self.tokens_before
+        rate = fresh / elapsed if elapsed > 0 else 0.0
+        text = f"kept {self.kept}/{self.requested} {self.unit}, {rate:.1f} tok/s"
+        if self.failed:
+            text += f", {self.failed} failed"
+        if self.cached:
+            text += f", {self.cached} cached"
+        return text
+
+    def eta(self) -> str:
+        """Remaining time at the rate of the calls finished in this run, ``?`` before the first."""
+        if self.done >= self.total:
+            return tqdm.format_interval(0)
+        finished = self.done - self.cached
+        if finished <= 0:
+            return "?"
+        elapsed = time.monotonic() - self.started
+        return tqdm.format_interval(math.ceil(elapsed / finished * (self.total - self.done)))
+
+    def line(self) -> str:
+        """The log line: ``synalign:stage2: 5/10 calls (50%), kept 15/30 samples, 41.2 tok/s, elapsed 00:12, ETA 00:12``."""
+        percent = 100 * self.done // self.total if self.total else 100
+        elapsed = tqdm.format_interval(time.monotonic() - self.started)
+        return (
+            f"{self.description}: {self.done}/{self.total} calls ({percent}%), {self.stats()}, "
+            f"elapsed {elapsed}, ETA {self.eta()}"
+        )
+
+    def update(self, task: ChatTask, result: TaskResult) -> None:
+        self.done += 1
+        self.kept += _kept_items(task, result)
+        self.failed += not result.ok
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.stats(), refresh=False)
+            self.bar.update(1)
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        """Log when a 10 % step is crossed or ``LOG_EVERY_S`` passed (log mode only)."""
+        if not self.enabled or self.bar is not None:
+            return
+        step = 10 * self.done // self.total if self.total else 10
+        if step > self._logged_step or time.monotonic() - self._logged_at >= self.LOG_EVERY_S:
+            self._log()
+
+    def _log(self) -> None:
+        self._logged_step = 10 * self.done // self.total if self.total else 10
+        self._logged_at = time.monotonic()
+        logger.info("%s", self.line())
+
+    def close(self) -> None:
+        if self.terminal:
+            if self.bar is None:  # every call replayed from the cache: the bar at its end
+                self.start()
+            self.bar.set_postfix_str(self.stats(), refresh=False)
+            self.bar.close()
+        elif self.enabled and (self.done < self.total or self._logged_step < 10):  # stopped, or all cached
+            self._log()
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+def _asked_items(task: ChatTask) -> tuple[int, str | None]:
+    """(items the task asks for, their name): ``task.items``, else the ``maxItems`` (or ``minItems``) of the
+    schema's one array property, named after it; else (1, None): one answer."""
+    properties = (task.json_schema or {}).get("properties") or {}
+    arrays = [
+        (name, spec)
+        for name, spec in properties.items()
+        if isinstance(spec, dict) and spec.get("type") == "array"
+    ]
+    name = arrays[0][0] if len(arrays) == 1 else None
+    if task.items is not None:
+        return task.items, name or "items"
+    if name is not None:
+        n = arrays[0][1].get("maxItems") or arrays[0][1].get("minItems")
+        if isinstance(n, int) and n > 0:
+            return n, name
+    return 1, None
+
+
+def _kept_items(task: ChatTask, result: TaskResult) -> int:
+    """Items of a validated answer: the length of a list value, else what the task asked for."""
+    if not result.ok:
+        return 0
+    n, unit = _asked_items(task)
+    if unit is not None and isinstance(result.value, list | tuple):
+        return len(result.value)
+    return n
 
 
 _INVALID_ANSWER = (
