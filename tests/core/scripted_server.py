@@ -5,6 +5,7 @@ Each POST to ``/v1/chat/completions`` takes the next action from ``script`` (the
 - ``"ok"``: a valid answer built from the request (the ``response_format`` schema when present, else the
   prompt): ``{"samples": [...]}`` with the asked number of distinct texts, ``{"values": [...]}``, or an
   attribute summary with every schema property filled;
+- ``"follow"``: like ``"ok"``, but samples start with what a feedback prompt says is missing;
 - ``"garbage"`` (no JSON), ``"truncated"`` (JSON cut in the middle), ``"empty"`` (empty content),
   ``"few"`` (one sample only), ``"copy"`` (copies a demonstration text from the prompt verbatim);
 - ``"429"`` / ``"500"``: that HTTP status; ``"stall"``: sleeps ``stall_seconds`` before answering ok
@@ -58,6 +59,18 @@ def valid_answer(body: dict) -> str:
         )
     keys = re.findall(r'"(\w+)": "<', all_text)
     return json.dumps({k: f"scripted description of {k}" for k in keys})
+
+
+def following_answer(body: dict) -> str:
+    """Like :func:`valid_answer`, but a samples answer starts each text with what the prompt says is missing
+    (``prompts.feedback_guidance``'s "too few of this kind: ..."): an LLM that does what it is asked."""
+    answer = valid_answer(body)
+    prompt = " ".join(m["content"] for m in body.get("messages", []))
+    missing = re.search(r"too few of this kind: (.*?)\.\n", prompt)
+    if missing is None or '"samples"' not in answer:
+        return answer
+    samples = json.loads(answer)["samples"]
+    return json.dumps({"samples": [f"{missing.group(1)}: {text}" for text in samples]})
 
 
 def _first_demonstration(body: dict) -> str:
@@ -147,6 +160,7 @@ class ScriptedLLMServer:
                     time.sleep(server.stall_seconds)
                 content = {
                     "ok": lambda: valid_answer(body),
+                    "follow": lambda: following_answer(body),
                     "stall": lambda: valid_answer(body),
                     "garbage": lambda: "I am sorry, I cannot help with that. Here are some thoughts instead.",
                     "truncated": lambda: valid_answer(body)[: max(5, len(valid_answer(body)) // 2)],

@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
     identity = cache_identity(settings)
     client = LLMClient(settings, identity, lambda: Endpoint(url, "scripted", identity), open_cache(settings))
     prompts = merge_prompts({
-        "stage1": "-", "stage2": "-", "one_stage": "-", "attrprompt": "-", "attribute_values": "-", "reask": "{error}",
+        "stage1": "-", "stage2": "-", "one_stage": "-", "attrprompt": "-", "attribute_values": "-", "reask": "{error}", "feedback_guidance": "{guidance}",
         "simprompt": 'Write exactly {n} {label} {domain} texts as {json_format}',
     }, None)
     real = pd.DataFrame({"text": ["good film", "bad film"], "label": ["positive", "negative"]})

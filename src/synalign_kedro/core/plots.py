@@ -8,6 +8,7 @@
 - :func:`coverage_sweep_figure`: figure 5, coverage against tau, one curve per k.
 - :func:`alignment_loss_figure`: the alignment loss (sec. 3.4, eq. 10) per gradient step.
 - :func:`weights_histogram`: the learnt alignment weights relative to uniform (sec. 3.4).
+- :func:`feedback_trace_figure`: ``synalign_feedback``'s gap per round against the tokens spent (issue 15).
 
 Figures are matplotlib ``Figure`` objects (the Agg backend; nothing is shown); nodes hand
 ``figure_png(figure)`` to the catalog, so that the run report can read every figure back.
@@ -171,6 +172,30 @@ def alignment_loss_figure(trace: pd.DataFrame) -> plt.Figure:
     axis.set_xlabel("gradient step")
     axis.set_ylabel("alignment loss (eq. 10)")
     axis.set_title("SynAlign distribution alignment")
+    figure.tight_layout()
+    return figure
+
+
+def feedback_trace_figure(trace: Sequence[dict]) -> plt.Figure:
+    """The feedback loop of ``synalign_feedback`` (issue 15): the TVD over regions and MMD^2 to the real rows
+    it may see, per round, against the tokens spent by the end of the round."""
+    figure, (gap_axis, mmd_axis) = plt.subplots(1, 2, figsize=(9, 3.6))
+    if not trace:
+        gap_axis.text(0.5, 0.5, "no feedback round ran", ha="center", va="center")
+    else:
+        frame = pd.DataFrame(list(trace))
+        for column, label in (("tvd", "TVD (mean of both)"), ("tvd_clusters", "clusters"), ("tvd_lengths", "lengths")):
+            gap_axis.plot(frame["tokens_spent"], frame[column], marker="o", label=label)
+        mmd_axis.plot(frame["tokens_spent"], frame["mmd2"], marker="o", color="#c44e52")
+        for axis in (gap_axis, mmd_axis):
+            for row in frame.itertuples():
+                axis.annotate(f"r{row.round}", (row.tokens_spent, getattr(row, "tvd" if axis is gap_axis else "mmd2")),
+                              textcoords="offset points", xytext=(3, 3), fontsize=7)  # fmt: skip
+            axis.set_xlabel("tokens spent")
+        gap_axis.legend(fontsize=8)
+    gap_axis.set_ylabel("TVD over regions (0 = real shares)")
+    mmd_axis.set_ylabel("MMD^2 to real_train")
+    figure.suptitle("synalign_feedback: the gap per round")
     figure.tight_layout()
     return figure
 

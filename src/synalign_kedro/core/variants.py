@@ -12,10 +12,14 @@ means adding it here and registering its implementation in :mod:`.generation.met
 
 from __future__ import annotations
 
-# Generation methods, in the order of the paper's tables.
-GENERATION_METHODS: tuple[str, ...] = ("simprompt", "attrprompt", "synalign_one_stage", "synalign")
+# Generation methods, in the order of the paper's tables, then ours: synalign_feedback (issue 15: SynAlign
+# generation that asks, round by round, for the regions of the real data its pool lacks).
+GENERATION_METHODS: tuple[str, ...] = ("simprompt", "attrprompt", "synalign_one_stage", "synalign", "synalign_feedback")
 # The methods whose prompts show demonstration batches (exploration, sec. 3.2): only these wait on it.
-DEMONSTRATION_METHODS: tuple[str, ...] = ("synalign_one_stage", "synalign")
+DEMONSTRATION_METHODS: tuple[str, ...] = ("synalign_one_stage", "synalign", "synalign_feedback")
+# The methods that measure their own pool against the real embeddings while generating (they also take
+# real_train_embeddings and the embedding settings).
+EMBEDDING_METHODS: tuple[str, ...] = ("synalign_feedback",)
 # The method whose pool the alignment pipeline weighs (sec. 3.4), and the variants it builds from it.
 ALIGNED_METHOD = "synalign"
 ALIGNED_VARIANTS: tuple[str, ...] = ("synalign_all", "synalign_random", "synalign_mmd")

@@ -136,6 +136,9 @@ def test_whole_pipeline_on_tiny_data(sst2_train, evaluation_params, embedding_pa
         "synthetic_pool_synalign_one_stage": synthetic_pool(
             synthetic_texts[10:20], ["not_a_label"] * 2 + synthetic_labels[12:20], "synalign_one_stage"
         ),
+        "synthetic_pool_synalign_feedback": synthetic_pool(
+            synthetic_texts[5:15], synthetic_labels[5:15], "synalign_feedback"
+        ),
         "synthetic_synalign_all": synthetic_pool(synthetic_texts, synthetic_labels, "synalign").assign(weight=1 / 30),
         "synthetic_synalign_random": synthetic_pool(synthetic_texts[:15], synthetic_labels[:15], "synalign").assign(
             weight=1 / 15

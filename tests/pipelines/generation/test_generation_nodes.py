@@ -10,6 +10,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from synalign_kedro.core.embedding import embed_with_settings
 from synalign_kedro.core.generation import POOL_COLUMNS, GenerationSettings, GenerationShortfallError
 from synalign_kedro.core.variants import DEMONSTRATION_METHODS
 from synalign_kedro.core.variants import GENERATION_METHODS as METHODS
@@ -40,7 +41,8 @@ def test_one_namespaced_instance_per_method():
     expected = {
         f"{kind}_{m}" for m in METHODS for kind in ("synthetic_pool", "llm_usage", "llm_usage_metrics")
     }
-    assert pipe.outputs() == expected
+    # the feedback method's usage report also feeds its plot
+    assert pipe.outputs() == expected - {"llm_usage_synalign_feedback"} | {"synalign_feedback.feedback_trace_plot"}
     assert {"demonstration_batches", "dataset_profile", "real_train", "params:llm"} <= pipe.inputs()
     one = pipe.only_nodes_with_namespaces(["simprompt"])
     assert one.outputs() == {"synthetic_pool_simprompt", "llm_usage_simprompt", "llm_usage_metrics_simprompt"}
@@ -51,7 +53,13 @@ def test_only_the_methods_that_show_demonstrations_wait_for_exploration():
     for method in METHODS:
         inputs = pipe.only_nodes_with_namespaces([method]).inputs()
         assert ("demonstration_batches" in inputs) == (method in DEMONSTRATION_METHODS), method
-    assert set(DEMONSTRATION_METHODS) == {"synalign", "synalign_one_stage"}
+    assert set(DEMONSTRATION_METHODS) == {"synalign", "synalign_one_stage", "synalign_feedback"}
+
+
+def test_the_feedback_method_measures_its_pool_in_the_embedding_space_of_real_train():
+    inputs = create_pipeline().only_nodes_with_namespaces(["synalign_feedback"]).inputs()
+    assert {"real_train_embeddings", "params:embedding", "demonstration_batches"} <= inputs
+    assert "real_train_embeddings" not in create_pipeline().only_nodes_with_namespaces(["synalign"]).inputs()
 
 
 def test_select_prompts_picks_the_active_dataset(inputs):
@@ -80,6 +88,14 @@ def test_generation_methods_keys_are_checked_against_the_registry():
     }
 
 
+class KeptDataset(MemoryDataset):
+    """A memory dataset the runner does not release after its last consumer (the feedback plot), so the test
+    can read every usage report."""
+
+    def _release(self) -> None:
+        pass
+
+
 def test_generation_pipeline_runs_every_method_against_an_endpoint(inputs, tmp_path):
     real, batches, profile, params = inputs
     llm = {**params["llm"], "base_url": None, "cache_dir": str(tmp_path / "cache"), "show_progress": False}
@@ -96,8 +112,11 @@ def test_generation_pipeline_runs_every_method_against_an_endpoint(inputs, tmp_p
                 "params:llm": MemoryDataset(llm),
                 "params:seed": MemoryDataset(42),
                 "params:generation": MemoryDataset(params["generation"]),
+                "params:embedding": MemoryDataset(params["embedding"]),
+                "real_train_embeddings": MemoryDataset(embed_with_settings(real["text"], params["embedding"])),
+                "synalign_feedback.feedback_trace_plot": MemoryDataset(),
                 **{
-                    f"{kind}_{m}": MemoryDataset()
+                    f"{kind}_{m}": KeptDataset()
                     for m in METHODS
                     for kind in ("synthetic_pool", "llm_usage", "llm_usage_metrics")
                 },
@@ -136,14 +155,12 @@ def test_node_generates_with_the_embedded_test_llm(inputs, test_llm_endpoint, tm
     prompts = select_prompts("sst2", params)
     # the 135M model may keep nothing: this test is about the mechanics, so no share is required
     generation = {**params["generation"], "n_samples": 2, "n_per_call": 2, "min_kept_share": 0.0}
-    pool, usage, metrics = generate_synthetic_pool(
-        "simprompt", batches, profile, real, prompts, generation, llm, 42
-    )
+    pool, usage, metrics = generate_synthetic_pool("simprompt", profile, real, prompts, generation, llm, 42)
     assert usage["calls"] == 1 and usage["completion_tokens"] > 0
     assert usage["model"] == test_llm_endpoint.identity
     assert len(pool) + len(usage["failures"]) >= 1 and list(pool.columns) == POOL_COLUMNS
     # the same call again is served from the cache
-    _, again, _ = generate_synthetic_pool("simprompt", batches, profile, real, prompts, generation, llm, 42)
+    _, again, _ = generate_synthetic_pool("simprompt", profile, real, prompts, generation, llm, 42)
     assert again["calls"] == 0 and again["cache_hits"] == 1
 
 
@@ -156,7 +173,7 @@ def test_a_method_that_keeps_too_little_fails_the_node(inputs, tmp_path):
         llm.update(base_url=server.url, structured_output="json_object")
         with pytest.raises(GenerationShortfallError) as error:
             generate_synthetic_pool(
-                "simprompt", None, profile, real, select_prompts("sst2", params),
+                "simprompt", profile, real, select_prompts("sst2", params),
                 {**params["generation"], "min_kept_share": 0.5}, llm, 42,
             )
     message = str(error.value)

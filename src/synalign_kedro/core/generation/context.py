@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..json_extract import extract_json
@@ -38,9 +39,15 @@ class GenerationContext:
     placeholders: dict[str, Any]  # {domain} {description} {labels} {attributes}
     sizes: list[int]
     demonstration_batches: pd.DataFrame | None = None
+    # what a method that measures its own pool needs (``EMBEDDING_METHODS``: synalign_feedback)
+    real_train: pd.DataFrame | None = None
+    real_embeddings: np.ndarray | None = None
+    embed: Callable[[list[str]], np.ndarray] | None = None
     usage: LLMUsage = field(default_factory=LLMUsage)
     stages: dict[str, dict] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # a method's own report entries (e.g. its trace)
+    _stage_usage: dict[str, LLMUsage] = field(default_factory=dict, repr=False)
 
     @property
     def method(self) -> str:
@@ -54,7 +61,8 @@ class GenerationContext:
         """Run ``tasks`` as one progress stage, recording usage and failures."""
         results, usage = self.client.run(tasks, description=f"{self.method}:{stage}")
         self.usage.add(usage)
-        self.stages[stage] = usage.as_dict()
+        self._stage_usage.setdefault(stage, LLMUsage()).add(usage)  # a stage may run in several waves
+        self.stages[stage] = self._stage_usage[stage].as_dict()
         self.failures.extend(
             {"task_id": r.task_id, "stage": stage, "error": r.error} for r in results if not r.ok
         )
@@ -77,10 +85,17 @@ class GenerationContext:
         task = ChatTask(task_id, prompt, "samples", samples_json_schema(n), validate, seed_offset=seed_offset)
         return SampleCall(task, label, batch_id, summary, prompt, salvage)
 
-    def run_sample_calls(self, calls: list[SampleCall], stage: str) -> list[dict]:
-        """Run the calls (one progress stage) and turn each answer into pool rows."""
+    def run_sample_calls(
+        self,
+        calls: list[SampleCall],
+        stage: str,
+        run: Callable[[list[ChatTask], str], list[TaskResult]] | None = None,
+    ) -> list[dict]:
+        """Run the calls (one progress stage; ``run`` instead of :meth:`run`, e.g. within a token budget) and
+        turn each answer into pool rows."""
         rows: list[dict] = []
-        for result, call in zip(self.run([call.task for call in calls], stage), calls, strict=True):
+        results = (run or self.run)([call.task for call in calls], stage)
+        for result, call in zip(results, calls, strict=True):
             rows += pool_rows(result, call, self.method, self.model, self.config.salvage_partial)
         return rows
 

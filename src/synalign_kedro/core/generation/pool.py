@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from ..llm_client import LLMClient
-from ..variants import DEMONSTRATION_METHODS
+from ..variants import DEMONSTRATION_METHODS, EMBEDDING_METHODS
 from .answers import duplicate_key
 from .config import GenerationConfigError, GenerationShortfallError, MethodConfig, PromptTemplates
 from .context import POOL_COLUMNS, GenerationContext
@@ -27,8 +29,14 @@ def generate_pool(
     profile: dict,
     real_train: pd.DataFrame,
     demonstration_batches: pd.DataFrame | None,
+    real_embeddings: np.ndarray | None = None,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Generate ``config.n_samples`` synthetic rows with ``config.method``; returns (pool, usage report).
+
+    The methods of ``EMBEDDING_METHODS`` also need ``real_embeddings`` (one row per row of ``real_train``) and
+    ``embed`` (texts -> embeddings in the same space); their own report entries (e.g. the feedback trace) are
+    added to the usage report.
 
     Failed calls (after ``max_retries`` re-asks) are recorded in ``usage["failures"]`` and the run goes on,
     so the pool may be smaller than asked; below ``config.min_kept_share`` of the budget it raises
@@ -63,6 +71,12 @@ def generate_pool(
         sizes=call_sizes(config.n_samples, config.n_per_call),
         demonstration_batches=demonstration_batches if method in DEMONSTRATION_METHODS else None,
     )
+    if method in EMBEDDING_METHODS:
+        if real_embeddings is None or embed is None:
+            raise GenerationConfigError(f"{method} needs real_train_embeddings and an embedder")
+        context.real_train = real_train.reset_index(drop=True)
+        context.real_embeddings = np.asarray(real_embeddings)
+        context.embed = embed
     rows = METHODS[method](context)
 
     pool = pd.DataFrame(rows, columns=POOL_COLUMNS)
@@ -82,6 +96,7 @@ def generate_pool(
         "stages": context.stages,
         "failed_tasks": usage.failures,
         "failures": context.failures,
+        **context.extras,
     }
     logger.info(
         "%s: %d/%d samples; %d calls (%d re-asks, %d transport retries), %d cache hits, %d failed tasks; "

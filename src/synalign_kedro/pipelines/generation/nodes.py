@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import partial, update_wrapper
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from synalign_kedro.core.embedding import embed_with_settings
 from synalign_kedro.core.generation import (
     GenerationSettings,
     generate_pool,
@@ -15,6 +17,7 @@ from synalign_kedro.core.generation import (
 )
 from synalign_kedro.core.llm_client import LLMClient, LLMSettings, cache_identity, open_cache
 from synalign_kedro.core.llm_server import resolve_endpoint
+from synalign_kedro.core.plots import feedback_trace_figure, figure_png
 from synalign_kedro.pipelines.tracking import mlflow_metrics
 
 
@@ -25,37 +28,44 @@ def select_prompts(dataset: str, parameters: dict[str, Any]) -> dict:
 
 def generate_synthetic_pool(
     method: str,
-    demonstration_batches: pd.DataFrame | None,
     dataset_profile: dict,
     real_train: pd.DataFrame,
     prompts: dict,
     generation: dict,
     llm: dict,
     seed: int,
+    demonstration_batches: pd.DataFrame | None = None,
+    real_train_embeddings: np.ndarray | None = None,
+    embedding: dict | None = None,
 ) -> tuple[pd.DataFrame, dict, dict]:
     """One method's synthetic pool, its LLM usage report, and the usage as MLflow metrics."""
     config = GenerationSettings.model_validate(generation).method_config(method, seed)
     settings = LLMSettings.model_validate(llm)
     templates = merge_prompts(prompts, None)
+    embed = None if embedding is None else partial(embed_with_settings, settings=embedding)
     cache = open_cache(settings)
     try:
         # resolve_endpoint runs in this (the node's) thread and only when some call is not cached
         client = LLMClient(
             settings, cache_identity(settings), lambda: resolve_endpoint(llm), cache, templates.reask
         )
-        pool, report = generate_pool(client, config, templates, dataset_profile, real_train, demonstration_batches)
+        pool, report = generate_pool(
+            client, config, templates, dataset_profile, real_train, demonstration_batches,
+            real_train_embeddings, embed,
+        )  # fmt: skip
     finally:
         cache.close()
     return pool, report, mlflow_metrics(report)
 
 
-def method_node_function(method: str, with_demonstrations: bool):
-    """:func:`generate_synthetic_pool` bound to ``method``; without the ``demonstration_batches`` input for the
-    methods that use none, so they do not wait for the exploration pipeline."""
-    if with_demonstrations:
-        bound = partial(generate_synthetic_pool, method)
-    else:
-        bound = partial(generate_synthetic_pool, method, None)
+def method_node_function(method: str):
+    """:func:`generate_synthetic_pool` bound to ``method`` (its other inputs are passed by name)."""
+    bound = partial(generate_synthetic_pool, method)
     update_wrapper(bound, generate_synthetic_pool)
     bound.__name__ = f"generate_{method}_pool"
     return bound
+
+
+def plot_feedback_trace(usage: dict) -> bytes:
+    """The feedback loop's gap and tokens per round (``synalign_feedback``'s usage report) as a PNG."""
+    return figure_png(feedback_trace_figure(usage.get("feedback", {}).get("trace", [])))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from ...variants import GENERATION_METHODS
 from ..context import GenerationContext
 from .attrprompt import attrprompt
+from .feedback import synalign_feedback
 from .one_stage import synalign_one_stage
 from .simprompt import simprompt
 from .synalign import synalign
@@ -23,6 +24,7 @@ METHODS: dict[str, Method] = {
     "attrprompt": attrprompt,
     "synalign_one_stage": synalign_one_stage,
     "synalign": synalign,
+    "synalign_feedback": synalign_feedback,
 }
 if tuple(METHODS) != GENERATION_METHODS:  # pragma: no cover - a developer error, caught at import
     raise ImportError(f"generation methods {list(METHODS)} differ from core/variants.py {list(GENERATION_METHODS)}")
