@@ -1,5 +1,5 @@
-"""Few-shot value benchmark (issue 13): does real + SynAlign beat real alone, and is ``synalign_mmd`` closer
-to held-out real data than ``synalign_random``?
+"""Few-shot value benchmark (issues 13 and 15): does real + SynAlign beat real alone, is ``synalign_mmd`` closer
+to held-out real data than ``synalign_random``, and does ``synalign_feedback`` beat them at equal tokens?
 
     make bench-value                                   # the default run below, results in data/08_reporting
     python benchmarks/bench_value.py --datasets sst2 --shots 8 --seeds 0   # a quick look
@@ -20,8 +20,10 @@ For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<
    probability proportional to a weight (one rule, :func:`~synalign_kedro.core.fewshot.draw_per_label`):
    ``synalign_random`` (uniform weights), ``synalign_mmd`` (eq. 10 weights fitted to the shots subset with
    the project's default alignment: random Fourier features, per label) and ``synalign_mmd_paper`` (the
-   paper's configuration: linear Theta, |Theta| = 100, one global problem, eq. 10-11). ``gold`` = the shots
-   subset alone.
+   paper's configuration: linear Theta, |Theta| = 100, one global problem, eq. 10-11), and
+   ``synalign_feedback`` (issue 15: drawn by the same uniform rule from its own pool, generated from the same
+   demonstration subset with the same rows budget and, as token budget, what the SynAlign pool's answers cost,
+   cached or not: equal tokens). ``gold`` = the shots subset alone.
 4. Scores: accuracy and macro-F1 on the full ``test.csv`` of a logistic regression on MiniLM embeddings,
    ``C`` fixed in advance (1.0, the project default; nothing is chosen on the test set), trained on the shots
    subset + the variant; distribution metrics of the variant (gold: of the shots subset) against ``heldout``
@@ -73,7 +75,7 @@ from synalign_kedro.core.llm_client import LLMClient, LLMSettings, cache_identit
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
-METHODS = ("gold", "synalign_random", "synalign_mmd", "synalign_mmd_paper")
+METHODS = ("gold", "synalign_random", "synalign_mmd", "synalign_mmd_paper", "synalign_feedback")
 PAPER_ALIGNMENT = {"projection": "linear", "n_projections": 100, "per_label": False}
 SKIPPED: list[
     str
@@ -119,12 +121,20 @@ class PoolSource:
         self.llm = parameters["llm"]
 
     def pool(
-        self, seed: int, demonstration_subset: pd.DataFrame, embeddings: np.ndarray
+        self,
+        seed: int,
+        demonstration_subset: pd.DataFrame,
+        embeddings: np.ndarray,
+        method: str = "synalign",
+        token_budget: int | None = None,
     ) -> tuple[pd.DataFrame, dict]:
+        """``method``'s pool (``synalign``, or ``synalign_feedback`` within ``token_budget`` tokens)."""
         stem = (
             self.folder
             / f"{self.dataset}_seed{seed}_shots{self._shots(demonstration_subset)}_pool{self.pool_per_class}"
         )
+        if method != "synalign":
+            stem = stem.with_name(f"{stem.name}_{method}_budget{token_budget}")
         pool_path, usage_path = stem.with_suffix(".parquet"), stem.with_suffix(".usage.json")
         if pool_path.is_file() and usage_path.is_file():
             return pd.read_parquet(pool_path), json.loads(usage_path.read_text())
@@ -134,8 +144,11 @@ class PoolSource:
         batches, _ = demonstration_batches(demonstration_subset, embeddings, tracker, seed)
         n_labels = demonstration_subset["label"].nunique()
         generation = GenerationSettings.model_validate(self.parameters["generation"])
-        config = generation.method_config("synalign", seed).model_copy(
-            update={"n_samples": self.pool_per_class * n_labels}
+        config = generation.method_config(method, seed).model_copy(
+            update={
+                "n_samples": self.pool_per_class * n_labels,
+                "feedback": generation.feedback.model_copy(update={"token_budget": token_budget}),
+            }
         )
         settings = LLMSettings.model_validate(self.llm)
         cache = open_cache(settings)
@@ -146,8 +159,9 @@ class PoolSource:
                 self.prompts.reask,
             )  # fmt: skip
             pool, usage = generate_pool(
-                client, config, self.prompts, self.profile, demonstration_subset, batches
-            )
+                client, config, self.prompts, self.profile, demonstration_subset, batches, embeddings,
+                lambda texts: embed(texts, "minilm"),
+            )  # fmt: skip
         finally:
             cache.close()
         usage["benchmark_wall_s"] = round(time.perf_counter() - started, 1)
@@ -159,6 +173,12 @@ class PoolSource:
     @staticmethod
     def _shots(subset: pd.DataFrame) -> int:
         return int(subset["label"].value_counts().min())
+
+
+def answer_tokens(usage: dict) -> int:
+    """Tokens the pool's answers cost, whether they came from the network or the LLM cache."""
+    return int(sum(usage[k] for k in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens",
+                                      "cached_completion_tokens")))  # fmt: skip
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -210,57 +230,67 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
         subsets = nested_shots(visible, shots_here, seed, dataset)
         smallest = subsets[min(shots_here)]
         started = time.perf_counter()
-        pool, usage = source.pool(seed, smallest, embed(smallest["text"], "minilm"))
-        tokens = int(usage["prompt_tokens"] + usage["completion_tokens"])
-        log(
-            f"{dataset} seed {seed}: pool of {len(pool)} ({time.perf_counter() - started:.0f} s here, "
-            f"{usage.get('benchmark_wall_s', 0)} s when generated, {tokens} tokens, {usage['calls']} calls)"
+        smallest_embeddings = embed(smallest["text"], "minilm")
+        pool, usage = source.pool(seed, smallest, smallest_embeddings)
+        # synalign_feedback at equal tokens: the budget is what the SynAlign pool's answers cost
+        feedback_pool, feedback_usage = source.pool(
+            seed, smallest, smallest_embeddings, "synalign_feedback", answer_tokens(usage)
         )
-        pool_labels = pool["label"].astype(str).to_numpy()
-        pool_embeddings = {space: embed(pool["text"], space) for space in spaces}
+        pools = {"synalign": (pool, usage), "synalign_feedback": (feedback_pool, feedback_usage)}
+        for name, (generated, used) in pools.items():
+            log(
+                f"{dataset} seed {seed}: {name} pool of {len(generated)} ({answer_tokens(used)} tokens, "
+                f"{used['calls']} calls, {used.get('benchmark_wall_s', 0)} s when generated)"
+            )
+        log(f"{dataset} seed {seed}: pools ready in {time.perf_counter() - started:.0f} s here")
+        pool_embeddings = {
+            name: {space: embed(generated["text"], space) for space in spaces} for name, (generated, _) in pools.items()
+        }
         for shots, subset in subsets.items():
             real_embeddings = embed(subset["text"], "minilm")
+            synalign_minilm = pool_embeddings["synalign"]["minilm"]
             weights = {
                 "synalign_random": np.ones(len(pool)),
-                "synalign_mmd": align(
-                    pool, pool_embeddings["minilm"], subset, real_embeddings, AlignmentSettings(), seed
-                ).weights,
+                "synalign_mmd": align(pool, synalign_minilm, subset, real_embeddings, AlignmentSettings(), seed).weights,
                 "synalign_mmd_paper": align(
-                    pool, pool_embeddings["minilm"], subset, real_embeddings,
-                    AlignmentSettings(**PAPER_ALIGNMENT), seed,
+                    pool, synalign_minilm, subset, real_embeddings, AlignmentSettings(**PAPER_ALIGNMENT), seed,
                 ).weights,
+                "synalign_feedback": np.ones(len(feedback_pool)),  # drawn by the same rule as synalign_random
             }  # fmt: skip
             for method in METHODS:
+                source_name = "synalign_feedback" if method == "synalign_feedback" else "synalign"
+                drawn_from, drawn_usage = pools[source_name]
+                drawn_embeddings = pool_embeddings[source_name]
+                drawn_labels = drawn_from["label"].astype(str).to_numpy()
                 if method == "gold":
                     rows_drawn = np.zeros(0, dtype=np.int64)
                     distribution = distribution_row(
                         {s: embed(subset["text"], s) for s in spaces}, heldout_embeddings, bandwidths, seed
                     )
                 else:
-                    rows_drawn = draw_per_label(weights[method], pool_labels, args.synthetic_per_class, seed)
+                    rows_drawn = draw_per_label(weights[method], drawn_labels, args.synthetic_per_class, seed)
                     distribution = distribution_row(
-                        {s: pool_embeddings[s][rows_drawn] for s in spaces},
-                        heldout_embeddings,
-                        bandwidths,
-                        seed,
+                        {s: drawn_embeddings[s][rows_drawn] for s in spaces}, heldout_embeddings, bandwidths, seed
                     )
                 downstream = evaluate_downstream(
                     real_embeddings, subset["label"].astype(str).tolist(), test_embeddings, test_labels, [seed],
-                    synthetic_emb=pool_embeddings["minilm"][rows_drawn],
-                    synthetic_labels=pool_labels[rows_drawn].tolist(), resample="none", C=CLASSIFIER_C,
+                    synthetic_emb=drawn_embeddings["minilm"][rows_drawn],
+                    synthetic_labels=drawn_labels[rows_drawn].tolist(), resample="none", C=CLASSIFIER_C,
                     max_iter=2000,
                 )  # fmt: skip
+                tokens = answer_tokens(drawn_usage)
                 rows.append(
                     {
                         "dataset": dataset, "shots": shots, "seed": seed, "method": method,
                         "n_real": len(subset), "n_synthetic": len(rows_drawn),
-                        "n_distinct_synthetic": len(set(pool["synthetic_id"].iloc[rows_drawn])),
+                        "n_distinct_synthetic": len(set(drawn_from["synthetic_id"].iloc[rows_drawn])),
                         "accuracy": downstream["accuracy"], "macro_f1": downstream["macro_f1"],
                         **distribution,
-                        "pool_size": len(pool), "pool_tokens": tokens,
-                        "pool_generation_s": usage.get("benchmark_wall_s", np.nan),
-                        "tokens_per_kept_sample": tokens / len(pool) if len(pool) else np.nan,
-                        "ids": "" if method == "gold" else " ".join(pool["synthetic_id"].iloc[rows_drawn].astype(str)),
+                        "pool": "" if method == "gold" else source_name,
+                        "pool_size": len(drawn_from), "pool_tokens": tokens,
+                        "pool_generation_s": drawn_usage.get("benchmark_wall_s", np.nan),
+                        "tokens_per_kept_sample": tokens / len(drawn_from) if len(drawn_from) else np.nan,
+                        "ids": "" if method == "gold" else " ".join(drawn_from["synthetic_id"].iloc[rows_drawn].astype(str)),
                     }
                 )  # fmt: skip
             summary = {r["method"]: round(r["accuracy"], 3) for r in rows[-len(METHODS) :]}
