@@ -148,6 +148,8 @@ class PoolSource:
             update={
                 "n_samples": self.pool_per_class * n_labels,
                 "feedback": generation.feedback.model_copy(update={"token_budget": token_budget}),
+                # at equal tokens a smaller feedback pool is a result to report, not a failed run
+                **({"min_kept_share": 0.0} if method != "synalign" else {}),
             }
         )
         settings = LLMSettings.model_validate(self.llm)
