@@ -361,7 +361,7 @@ def summary_markdown(table: pd.DataFrame, differences: pd.DataFrame, meta: dict)
             mean, half = mean_interval(group[metric])
             cells.append(f"{mean:.4f}" + ("" if np.isnan(half) else f" ± {half:.4f}"))
         lines.append(
-            f"| {dataset} | {shots} | {method} | {len(group)} | {int(group['n_synthetic'].iloc[0])} | "
+            f"| {dataset} | {shots} | {method} | {len(group)} | {_span(group['n_synthetic'])} | "
             + " | ".join(cells)
             + " |"
         )
@@ -377,23 +377,56 @@ def summary_markdown(table: pd.DataFrame, differences: pd.DataFrame, meta: dict)
             f"| {row.dataset} | {row.shots} | {row.method} | {row.metric} | {row.mean_difference:+.4f} | "
             f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] |"
         )
-    mmd = table[table["method"].isin(["synalign_random", "synalign_mmd"])]
-    lines += [
-        "",
+    heldout = [c for c in table.columns if c.startswith("heldout_")]
+    lines += paired_section(
+        table, "synalign_mmd", "synalign_random", heldout,
         "synalign_mmd against synalign_random at equal size (paired by seed; negative = mmd closer):",
-        "",
-    ]
-    lines += [
-        "| dataset | shots | metric | mean difference | 95 % interval |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for metric in [c for c in table.columns if c.startswith("heldout_")]:
-        paired = paired_differences(mmd, metric, baseline="synalign_random")
-        for row in paired.itertuples():
+    )  # fmt: skip
+    if "synalign_feedback" in set(table["method"]):
+        lines += paired_section(
+            table, "synalign_feedback", "synalign_mmd", ["accuracy", "macro_f1", *heldout],
+            "synalign_feedback against synalign_mmd at equal tokens (paired by seed; accuracy: positive = feedback "
+            "better; distances: negative = feedback closer):",
+        )  # fmt: skip
+        lines += paired_section(
+            table, "synalign_feedback", "synalign_random", ["accuracy", "macro_f1", *heldout],
+            "synalign_feedback against synalign_random (the same drawing rule, equal tokens: what the feedback "
+            "rounds add over plain SynAlign generation; signs as above):",
+        )  # fmt: skip
+        lines += tokens_section(table)
+    return "\n".join(lines) + "\n"
+
+
+def _span(values: pd.Series) -> str:
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def paired_section(table: pd.DataFrame, method: str, baseline: str, metrics: list[str], title: str) -> list[str]:
+    pair = table[table["method"].isin([method, baseline])]
+    lines = ["", title, "", "| dataset | shots | metric | mean difference | 95 % interval |", "| --- | --- | --- | --- | --- |"]
+    for metric in metrics:
+        for row in paired_differences(pair, metric, baseline=baseline).itertuples():
             lines.append(
                 f"| {row.dataset} | {row.shots} | {metric} | {row.mean_difference:+.5f} | [{row.ci_low:+.5f}, {row.ci_high:+.5f}] |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def tokens_section(table: pd.DataFrame) -> list[str]:
+    """Per data set and pool: rows kept, tokens (cached answers counted) and tokens per kept sample, per seed."""
+    pools = table[table["pool"].astype(str) != ""].drop_duplicates(["dataset", "seed", "pool"])
+    lines = [
+        "", "Pools (one per data set x seed x method; tokens of every answer, re-asks included, cached or not):", "",
+        "| dataset | pool | seeds | rows kept per seed | tokens per seed | tokens per kept sample (mean) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for (dataset, pool), group in pools.groupby(["dataset", "pool"], sort=False):
+        lines.append(
+            f"| {dataset} | {pool} | {len(group)} | {', '.join(map(str, group['pool_size']))} | "
+            f"{', '.join(map(str, group['pool_tokens']))} | {group['pool_tokens'].sum() / group['pool_size'].sum():.0f} |"
+        )
+    return lines
 
 
 def log_to_mlflow(
