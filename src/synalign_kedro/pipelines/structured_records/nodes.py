@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from synalign_kedro.core.structured.report import render_structured_report
 from synalign_kedro.core.structured.run import (
     StructuredRecordsParams,
     convergence_figure,
@@ -43,3 +44,38 @@ def evaluate_structured_records(source: pd.DataFrame | dict, params: dict, llmsy
 
 def plot_convergence(trace: pd.DataFrame):
     return convergence_figure(trace)
+
+
+def build_structured_report(
+    target_statistics: dict,
+    trace: pd.DataFrame,
+    synthor_report: dict,
+    evaluation: pd.DataFrame,
+    params: dict,
+    llmsynthor: pd.DataFrame,
+    **baselines: pd.DataFrame | dict,
+) -> str:
+    """The self-contained HTML run report (core/structured/report.py): the answer, the convergence plot, one
+    target-vs-synthetic panel per variable, the details. ``baselines``: ``records_<name>`` and ``report_<name>``
+    per baseline; a baseline not in ``structured_records.baselines`` is left out."""
+    from .pipeline import BASELINES
+
+    config = StructuredRecordsParams.model_validate(params)
+    ran = [name for name in BASELINES if name in config.baselines]
+    records = {"llmsynthor": llmsynthor, **{name: baselines[f"records_{name}"] for name in ran}}
+    reports = {name: baselines[f"report_{name}"] for name in ran}
+    return render_structured_report(
+        title=f"LLMSynthor run report: {config.source_name}",
+        target_statistics=target_statistics,
+        records=records,
+        trace=trace,
+        synthor_report=synthor_report,
+        baseline_reports=reports,
+        evaluation=evaluation,
+        run_info={
+            "input": config.source_name,
+            "records asked (n_records)": config.synthor.n_records,
+            "iterations (T)": config.synthor.n_iterations,
+            "baselines": ", ".join(ran) or "none",
+        },
+    )

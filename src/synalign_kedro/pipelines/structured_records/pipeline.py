@@ -1,4 +1,5 @@
-"""Wiring: target statistics -> LLMSynthor (trace, plot) and the baselines -> one evaluation table.
+"""Wiring: target statistics -> LLMSynthor (trace, plot) and the baselines -> one evaluation table -> one
+HTML run report (``structured_run_report``).
 
 ``kedro run --pipeline structured_records``; inputs: ``structured_source`` (a table, or aggregates through a
 YAML / JSON dataset) and ``params:structured_records``; the LLM nodes are tagged ``llm``.
@@ -9,6 +10,7 @@ from functools import partial, update_wrapper
 from kedro.pipeline import Pipeline, node
 
 from .nodes import (
+    build_structured_report,
     build_target_statistics,
     evaluate_structured_records,
     generate_baseline,
@@ -55,6 +57,21 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="evaluate_structured_records",
             ),
             node(plot_convergence, "structured_trace", "structured_convergence_plot", name="plot_convergence"),
+            node(
+                build_structured_report,
+                {
+                    "target_statistics": "structured_target_statistics",
+                    "trace": "structured_trace",
+                    "synthor_report": "structured_report",
+                    "evaluation": "structured_evaluation",
+                    "params": "params:structured_records",
+                    "llmsynthor": "structured_records_llmsynthor",
+                    **{f"records_{n}": f"structured_records_{n}" for n in BASELINES},
+                    **{f"report_{n}": f"structured_baseline_report_{n}" for n in BASELINES},
+                },
+                "structured_run_report",
+                name="build_structured_report",
+            ),
         ],
         tags=["structured_records"],
     )
