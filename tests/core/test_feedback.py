@@ -94,6 +94,18 @@ def test_a_round_spends_its_calls_where_the_positive_gaps_are():
     assert plan == [("a", a_far, 0)] * 3
 
 
+def test_labels_equally_short_take_turns_across_rounds():
+    points = np.arange(12, dtype=float)[:, None] * np.ones((1, 2))
+    labels = [f"class{i:02d}" for i in range(6) for _ in range(2)]
+    regions = fit_regions(["w w"] * 12, labels, points, max_regions=1, length_bins=1)
+    gaps = {label: RegionGap(np.zeros(1), np.zeros(1), 0) for label in regions}
+    target = dict.fromkeys(regions, 4.0)
+    served = [
+        [label for label, _, _ in plan_round(regions, gaps, {}, target, 2, round_index)] for round_index in (1, 2, 3)
+    ]
+    assert served == [["class00", "class01"], ["class02", "class03"], ["class04", "class05"]]
+
+
 def test_a_round_is_cut_to_what_the_budget_pays_summaries_included():
     budget = TokenBudget(limit=1000, spent=500)
     budget.spend("stage1", 100)  # 400 left; a summary costs 100, a samples call 150

@@ -20,8 +20,12 @@ def call_sizes(n_samples: int, n_per_call: int) -> list[int]:
     return [n_per_call] * full + ([rest] if rest else [])
 
 
-def allocate_by_frequency(labels: Sequence[str], weights: dict[str, float], n_calls: int) -> list[str]:
-    """Label of each call: largest-remainder apportionment of ``n_calls`` to ``weights``, interleaved."""
+def allocate_by_frequency(
+    labels: Sequence[str], weights: dict[str, float], n_calls: int, tie_order: Sequence[str] | None = None
+) -> list[str]:
+    """Label of each call: largest-remainder apportionment of ``n_calls`` to ``weights``, interleaved.
+
+    Equal remainders go to the labels first in ``tie_order`` (default: alphabetical)."""
     if not labels:
         raise GenerationConfigError("no labels to generate for")
     raw = {label: max(float(weights.get(label, 0.0)), 0.0) for label in labels}
@@ -30,7 +34,8 @@ def allocate_by_frequency(labels: Sequence[str], weights: dict[str, float], n_ca
     total = sum(raw.values())
     shares = {label: raw[label] / total * n_calls for label in labels}
     counts = {label: int(math.floor(share)) for label, share in shares.items()}
-    order = sorted(labels, key=lambda label: (-(shares[label] - counts[label]), label))
+    rank = {label: i for i, label in enumerate(tie_order or sorted(labels))}
+    order = sorted(labels, key=lambda label: (-(shares[label] - counts[label]), rank.get(label, len(rank)), label))
     for label in order[: n_calls - sum(counts.values())]:
         counts[label] += 1
     sequence, remaining = [], dict(counts)

@@ -157,18 +157,23 @@ def plan_round(
     kept_per_label: dict[str, int],
     target_per_label: dict[str, float],
     n_calls: int,
+    round_index: int = 1,
 ) -> list[tuple[str, int, int]]:
     """``(label, cluster, length bin)`` of each call of a feedback round.
 
     Calls go to labels by their shortfall against the real label frequencies, then, within a label, to the
     clusters and to the length bins in proportion to their positive gaps (largest-remainder apportionment,
-    :func:`allocate_by_frequency`; the real shares when no gap is positive), largest gaps first.
+    :func:`allocate_by_frequency`; the real shares when no gap is positive), largest gaps first. Labels
+    equally short are served in an order that moves on by ``n_calls`` each round: with more labels short
+    than calls in a round (24 Amazon classes), every label gets its turn instead of the first alphabetically.
     """
     labels = sorted(regions)
     shortfall = {label: max(target_per_label.get(label, 0.0) - kept_per_label.get(label, 0), 0.0) for label in labels}
     if sum(shortfall.values()) <= 0:
         shortfall = {label: target_per_label.get(label, 0.0) for label in labels}
-    sequence = allocate_by_frequency(labels, shortfall, n_calls)  # labels interleaved
+    start = (round_index - 1) * n_calls % len(labels)
+    tie_order = labels[start:] + labels[:start]
+    sequence = allocate_by_frequency(labels, shortfall, n_calls, tie_order)  # labels interleaved
     per_label = {}
     for label in set(sequence):
         n_label = sequence.count(label)
@@ -336,7 +341,9 @@ def _feedback_round(
         return 1_000 * labels.index(label) + cluster
 
     summarised = {(labels[key // 1_000], key % 1_000) for key in summaries}
-    plan = within_budget(plan_round(regions, gaps, kept_per_label, target, len(sizes)), summarised, budget)
+    plan = within_budget(
+        plan_round(regions, gaps, kept_per_label, target, len(sizes), round_index), summarised, budget
+    )
     sizes = sizes[: len(plan)]
 
     demonstrations: dict[int, list[str]] = {}
