@@ -18,10 +18,8 @@ from synalign_kedro.core.structured.report import (
 )
 from synalign_kedro.core.structured.statistics import target_from_table
 
-VARIABLES = [
-    {"name": "x", "type": "numeric", "range": [0, 12]},
-    {"name": "mode", "type": "categorical", "categories": ["bike", "car", "transit"]},
-]
+from .test_structured_statistics import VARIABLES  # the same two variables: one numeric, one categorical
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

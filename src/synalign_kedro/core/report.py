@@ -38,7 +38,8 @@ ANSWER_SCORES = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
 ANSWER_DISTANCES = (("mmd", "MMD²"), ("wasserstein", "W1"))
 PER_SEED_SUFFIX = "_per_seed"
 
-_STYLE = """
+# The one style of the project's HTML reports (the run report, the structured-records report).
+REPORT_STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1100px;
        color: #222; line-height: 1.4; padding: 0 1rem; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .3rem; }
@@ -102,7 +103,7 @@ def render_run_report(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>{_esc(title)}</title><style>{REPORT_STYLE}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
         "<h2>Answer</h2>",
         _answer_html(evaluation_table, confidence),

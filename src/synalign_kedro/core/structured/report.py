@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..plots import figure_png  # noqa: E402
-from ..report import png_data_uri  # noqa: E402
+from ..report import REPORT_STYLE, png_data_uri  # noqa: E402
 from .discrepancy import jsd, l1_discrepancy  # noqa: E402
 from .run import convergence_figure  # noqa: E402
 from .statistics import TargetStatistics, format_label, target_from_dict  # noqa: E402
@@ -42,18 +42,9 @@ NOISE_SEED = 0
 _TARGET_COLOUR = "#222222"
 _COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
 
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1150px;
-       color: #222; line-height: 1.4; padding: 0 1rem; }
-h1 { border-bottom: 2px solid #444; padding-bottom: .3rem; }
-h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: .6rem 0; font-size: .85rem; }
-th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f1f1f1; }
-img { max-width: 100%; border: 1px solid #ddd; margin: .4rem 0; }
-.na { color: #999; font-style: italic; }
+# the run report's style, plus a grid for the per-column panels
+_STYLE = REPORT_STYLE + """
 .panels { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: .6rem; }
-figure { margin: .6rem 0; } figcaption { font-size: .85rem; color: #555; }
 """
 
 
