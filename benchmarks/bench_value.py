@@ -385,29 +385,29 @@ def summary_markdown(table: pd.DataFrame, differences: pd.DataFrame, meta: dict)
             f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] |"
         )
     heldout = [c for c in table.columns if c.startswith("heldout_")]
-    lines += paired_section(
-        table, "synalign_mmd", "synalign_random", heldout,
-        "synalign_mmd against synalign_random at equal size (paired by seed; negative = mmd closer):",
-    )  # fmt: skip
-    if "synalign_feedback" in set(table["method"]):
-        lines += paired_section(
-            table, "synalign_feedback", "synalign_mmd", ["accuracy", "macro_f1", *heldout],
-            "synalign_feedback against synalign_mmd at equal tokens (paired by seed; accuracy: positive = feedback "
-            "better; distances: negative = feedback closer):",
-        )  # fmt: skip
-        lines += paired_section(
-            table, "synalign_feedback", "synalign_random", ["accuracy", "macro_f1", *heldout],
-            "synalign_feedback against synalign_random (the same drawing rule, equal tokens: what the feedback "
-            "rounds add over plain SynAlign generation; signs as above):",
-        )  # fmt: skip
-        if "synalign_feedback_mmd" in set(table["method"]):
-            lines += paired_section(
-                table, "synalign_feedback_mmd", "synalign_mmd", ["accuracy", "macro_f1", *heldout],
-                "synalign_feedback_mmd against synalign_mmd (both weighted by eq. 10, equal tokens: what generating "
-                "where the pool fell short adds to post-hoc alignment; signs as above):",
-            )  # fmt: skip
+    present = set(table["method"])
+    for method, baseline, scores, title in PAIRED_COMPARISONS:
+        if {method, baseline} <= present:
+            lines += paired_section(table, method, baseline, (["accuracy", "macro_f1"] if scores else []) + heldout, title)
+    if "synalign_feedback" in present:
         lines += tokens_section(table)
     return "\n".join(lines) + "\n"
+
+
+# (method, baseline, with accuracy and macro-F1, title) of the paired sections after the differences to gold
+PAIRED_COMPARISONS = (
+    ("synalign_mmd", "synalign_random", False,
+     "synalign_mmd against synalign_random at equal size (paired by seed; negative = mmd closer):"),
+    ("synalign_feedback", "synalign_mmd", True,
+     "synalign_feedback against synalign_mmd at equal tokens (paired by seed; accuracy: positive = feedback "
+     "better; distances: negative = feedback closer):"),
+    ("synalign_feedback", "synalign_random", True,
+     "synalign_feedback against synalign_random (the same drawing rule, equal tokens: what the feedback "
+     "rounds add over plain SynAlign generation; signs as above):"),
+    ("synalign_feedback_mmd", "synalign_mmd", True,
+     "synalign_feedback_mmd against synalign_mmd (both weighted by eq. 10, equal tokens: what generating "
+     "where the pool fell short adds to post-hoc alignment; signs as above):"),
+)  # fmt: skip
 
 
 def _span(values: pd.Series) -> str:
