@@ -103,26 +103,26 @@ def render_run_report(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_esc(title)}</title><style>{REPORT_STYLE}</style></head><body>",
-        f"<h1>{_esc(title)}</h1>",
+        f"<title>{esc(title)}</title><style>{REPORT_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
         "<h2>Answer</h2>",
         _answer_html(evaluation_table, confidence),
-        _key_value_table(run_info, css_class="meta"),
+        key_value_table(run_info, css_class="meta"),
         "<h2>Evaluation</h2>",
         _distance_reference_html(evaluation_table),
-        _frame_html(evaluation_table),
+        frame_html(evaluation_table),
         "<h2>Coverage curves</h2>",
-        _image(coverage_png, "GP uncertainty sampling vs random: coverage of the real data"),
+        image_html(coverage_png, "GP uncertainty sampling vs random: coverage of the real data"),
     ]
     parts.append("<h2>Figures (t-SNE, ...)</h2>")
     if figures:
         for caption, png in figures.items():
-            parts.append(_image(png, caption))
+            parts.append(image_html(png, caption))
     else:
-        parts.append(_na())
+        parts.append(not_available_html())
     parts += [
         "<h2>Alignment weights</h2>",
-        _image(weights_png, "Histogram of the learnt MMD alignment weights"),
+        image_html(weights_png, "Histogram of the learnt MMD alignment weights"),
     ]
     parts.append("<h2>Privacy</h2>")
     if privacy_summary:
@@ -130,15 +130,15 @@ def render_run_report(
         if flagged_rows is not None and len(flagged_rows):
             shown = flagged_rows.head(max_flagged_rows)
             parts.append(f"<p>Flagged rows (first {len(shown)} of {len(flagged_rows)}):</p>")
-            parts.append(_frame_html(shown))
+            parts.append(frame_html(shown))
     else:
-        parts.append(_na())
+        parts.append(not_available_html())
     parts.append("<h2>Offline A/B estimate</h2>")
-    parts.append(_ab_html(ab_estimate) if ab_estimate else _na())
+    parts.append(_ab_html(ab_estimate) if ab_estimate else not_available_html())
     parts.append("<h2>LLM accounting</h2>")
     parts.append(_llm_usage_html(llm_usage))
     parts.append("<h2>Examples per label: real vs synthetic</h2>")
-    parts.append(_frame_html(examples))
+    parts.append(frame_html(examples))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -305,7 +305,7 @@ def _count(value: object) -> int:
 
 def _plain(value: object) -> str:
     number = _number(value)
-    return _fmt(number) if math.isfinite(number) else "n/a"
+    return fmt(number) if math.isfinite(number) else "n/a"
 
 
 def _signed(value: float) -> str:
@@ -315,7 +315,7 @@ def _signed(value: float) -> str:
 def _answer_html(evaluation_table: pd.DataFrame | None, confidence: float) -> str:
     lines = answer_lines(evaluation_table, confidence)
     if not lines:
-        return _na()
+        return not_available_html()
     intro = (
         f"Did the synthetic data help? Accuracy and macro-F1 on the real test set of a classifier trained on real "
         f"train plus each variant, minus {GOLD}'s (real train alone), as the mean of the paired per-seed "
@@ -323,8 +323,8 @@ def _answer_html(evaluation_table: pd.DataFrame | None, confidence: float) -> st
         "Is it close to the real data? The variant's distances next to gold's (a floor). Best first; the details "
         "follow."
     )
-    items = "".join(f"<li>{_esc(line)}</li>" for line in lines)
-    return f'<p>{_esc(intro)}</p><ul class="answer">{items}</ul>'
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f'<p>{esc(intro)}</p><ul class="answer">{items}</ul>'
 
 
 def _distance_reference_html(table: pd.DataFrame | None) -> str:
@@ -338,9 +338,9 @@ def _distance_reference_html(table: pd.DataFrame | None) -> str:
     if references == ["real_heldout"]:
         text += " (held-out real rows that nothing is fitted on; gold's row: real train vs held-out, a floor)"
     if "mmd_bandwidth" in table.columns:
-        bandwidths = sorted({_fmt(value) for value in table["mmd_bandwidth"].dropna()})
+        bandwidths = sorted({fmt(value) for value in table["mmd_bandwidth"].dropna()})
         text += f", with one RBF bandwidth for every row: {', '.join(bandwidths) or NOT_AVAILABLE}"
-    return f"<p>{_esc(text)}.</p>"
+    return f"<p>{esc(text)}.</p>"
 
 
 def _privacy_html(summary: Mapping) -> str:
@@ -355,11 +355,11 @@ def _privacy_html(summary: Mapping) -> str:
     quantiles = summary.get("dcr_quantiles", {})
     dcr = pd.DataFrame(quantiles).T if quantiles else None
     return (
-        _key_value_table(rows)
+        key_value_table(rows)
         + "<p>Thresholds:</p>"
-        + _key_value_table(thresholds)
+        + key_value_table(thresholds)
         + "<p>Distance to closest real training record (cosine distance): synthetic vs real holdout.</p>"
-        + _frame_html(dcr, index=True)
+        + frame_html(dcr, index=True)
     )
 
 
@@ -373,7 +373,7 @@ def _ab_html(estimate: Mapping) -> str:
         "control macro-F1": estimate.get("control_macro_f1"),
         "treatment macro-F1": estimate.get("treatment_macro_f1"),
         "accuracy difference (treatment - control)": estimate.get("accuracy_difference"),
-        f"{_percent(confidence)} paired bootstrap CI": f"[{_fmt(low)}, {_fmt(high)}]",
+        f"{_percent(confidence)} paired bootstrap CI": f"[{fmt(low)}, {fmt(high)}]",
         "McNemar exact p-value": estimate.get("mcnemar_p_value"),
         "test rows only control / only treatment gets right": (
             f"{estimate.get('mcnemar_control_only')} / {estimate.get('mcnemar_treatment_only')}"
@@ -381,12 +381,12 @@ def _ab_html(estimate: Mapping) -> str:
         "training rows control / treatment": f"{estimate.get('n_train_control')} / {estimate.get('n_train_treatment')}",
         "test rows": estimate.get("n_test"),
     }
-    return _key_value_table(rows)
+    return key_value_table(rows)
 
 
 def _llm_usage_html(usage: Mapping[str, Mapping | None] | None) -> str:
     if not usage:
-        return _na()
+        return not_available_html()
     available = {method: dict(values) for method, values in usage.items() if values}
     parts = []
     if available:
@@ -397,36 +397,42 @@ def _llm_usage_html(usage: Mapping[str, Mapping | None] | None) -> str:
             }
         ).T
         frame.index.name = "method"
-        parts.append(_frame_html(frame, index=True))
+        parts.append(frame_html(frame, index=True))
     missing = [method for method, values in usage.items() if not values]
     if missing:
-        parts.append(f'<p class="na">{NOT_AVAILABLE}: {_esc(", ".join(missing))}</p>')
+        parts.append(f'<p class="na">{NOT_AVAILABLE}: {esc(", ".join(missing))}</p>')
     return "\n".join(parts)
 
 
-def _image(png: bytes | None, caption: str) -> str:
+# The HTML pieces of the project's reports (this run report and the structured-records report).
+def image_html(png: bytes | None, caption: str, alt: str | None = None) -> str:
+    """A figure with its caption (``alt``: the image's alt text, default the caption); "not available" when
+    there is no PNG."""
     if not png:
-        return f'<figure><p class="na">{NOT_AVAILABLE}</p><figcaption>{_esc(caption)}</figcaption></figure>'
-    return f'<figure><img alt="{_esc(caption)}" src="{png_data_uri(png)}"><figcaption>{_esc(caption)}</figcaption></figure>'
+        return f'<figure><p class="na">{NOT_AVAILABLE}</p><figcaption>{esc(caption)}</figcaption></figure>'
+    return (
+        f'<figure><img alt="{esc(alt or caption)}" src="{png_data_uri(png)}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
 
 
-def _frame_html(frame: pd.DataFrame | None, index: bool = False) -> str:
+def frame_html(frame: pd.DataFrame | None, index: bool = False) -> str:
     if frame is None or len(frame) == 0:
-        return _na()
-    return frame.to_html(index=index, escape=True, na_rep="", float_format=_fmt, border=0)
+        return not_available_html()
+    return frame.to_html(index=index, escape=True, na_rep="", float_format=fmt, border=0)
 
 
-def _key_value_table(values: Mapping[str, object], css_class: str = "") -> str:
+def key_value_table(values: Mapping[str, object], css_class: str = "") -> str:
     if not values:
-        return _na()
+        return not_available_html()
     cls = f' class="{css_class}"' if css_class else ""
     rows = "".join(
-        f"<tr><td>{_esc(key)}</td><td>{_esc(_fmt(value))}</td></tr>" for key, value in values.items()
+        f"<tr><td>{esc(key)}</td><td>{esc(fmt(value))}</td></tr>" for key, value in values.items()
     )
     return f"<table{cls}>{rows}</table>"
 
 
-def _fmt(value: object) -> str:
+def fmt(value: object) -> str:
     if value is None:
         return NOT_AVAILABLE
     if isinstance(value, float | np.floating):
@@ -442,9 +448,9 @@ def _percent(fraction: object) -> str:
     return f"{100 * float(fraction):g} %" if isinstance(fraction, int | float) else NOT_AVAILABLE
 
 
-def _esc(value: object) -> str:
+def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _na() -> str:
+def not_available_html() -> str:
     return f'<p class="na">{NOT_AVAILABLE}</p>'

@@ -16,7 +16,6 @@ and inlined as base64 PNG data URIs; this module reads no file. No Kedro import.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 
@@ -28,13 +27,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..plots import figure_png  # noqa: E402
-from ..report import REPORT_STYLE, png_data_uri  # noqa: E402
+from ..report import (  # noqa: E402
+    NOT_AVAILABLE,
+    REPORT_STYLE,
+    esc,
+    fmt,
+    frame_html,
+    image_html,
+    key_value_table,
+    not_available_html,
+)
 from .discrepancy import jsd, l1_discrepancy  # noqa: E402
 from .run import convergence_figure  # noqa: E402
 from .statistics import TargetStatistics, format_label, target_from_dict  # noqa: E402
 
 MAIN_METHOD = "llmsynthor"
-NOT_AVAILABLE = "not available"
 # Draws of the sampling-noise reference (records drawn from the target itself); seeded, so the page is stable.
 NOISE_DRAWS = 200
 NOISE_SEED = 0
@@ -143,10 +150,10 @@ def _method_sentence(row: pd.Series) -> str:
     noise = row["noise_discrepancy"]
     ratio = row["discrepancy"] / noise if noise > 0 else math.nan
     sentence = (
-        f"{method}: discrepancy {_fmt(row['discrepancy'])} over {int(row['n_records'])} records "
-        f"(marginal TVD {_fmt(row['tvd_mean'])}"
-        + (f", joint JSD {_fmt(row['jsd_mean'])} bits" if math.isfinite(row["jsd_mean"]) else "")
-        + f"); {int(row['n_records'])} records drawn from the target itself would show about {_fmt(noise)}"
+        f"{method}: discrepancy {fmt(row['discrepancy'])} over {int(row['n_records'])} records "
+        f"(marginal TVD {fmt(row['tvd_mean'])}"
+        + (f", joint JSD {fmt(row['jsd_mean'])} bits" if math.isfinite(row["jsd_mean"]) else "")
+        + f"); {int(row['n_records'])} records drawn from the target itself would show about {fmt(noise)}"
     )
     if math.isfinite(ratio):
         sentence += f", so {ratio:.1f}x the sampling noise"
@@ -218,24 +225,24 @@ def render_structured_report(
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{_esc(title)}</h1>",
+        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
         "<h2>Answer</h2>",
         _answer_html(distances, target, main),
-        _key_value_table(run_info or {}),
+        key_value_table(run_info or {}),
         "<h2>Convergence</h2>",
         _convergence_html(trace),
         "<h2>Per-column comparison: target vs synthetic</h2>",
         _columns_html(target, records),
         "<h2>Details</h2>",
         "<h3>Distances to the target statistics</h3>",
-        _frame_html(distances),
+        frame_html(distances),
         "<h3>Evaluation (structured_evaluation)</h3>",
-        _frame_html(evaluation),
-        f"<h3>{_esc(main)} report</h3>",
-        _key_value_table(synthor_report or {}),
+        frame_html(evaluation),
+        f"<h3>{esc(main)} report</h3>",
+        key_value_table(synthor_report or {}),
         "<h3>Last trace row</h3>",
-        _frame_html(trace.tail(1) if trace is not None and len(trace) else None),
+        frame_html(trace.tail(1) if trace is not None and len(trace) else None),
         "<h3>Baseline reports</h3>",
         _baselines_html(baseline_reports),
         "</body></html>",
@@ -246,7 +253,7 @@ def render_structured_report(
 def _answer_html(distances: pd.DataFrame, target: TargetStatistics, main: str) -> str:
     lines = answer_lines(distances, main)
     if not lines:
-        return f'<p class="na">{NOT_AVAILABLE}</p>'
+        return not_available_html()
     n_tables = len(target.marginals) + len(target.joints)
     intro = (
         f"Do the records match the target statistics, and does {main} do better than the baselines? Each method's "
@@ -257,15 +264,15 @@ def _answer_html(distances: pd.DataFrame, target: TargetStatistics, main: str) -
         "Best first; the details follow."
     )
     head, *rest = lines
-    items = "".join(f"<li>{_esc(line)}</li>" for line in rest)
-    return f"<p>{_esc(intro)}</p><p><strong>{_esc(head)}</strong></p><ul class=\"answer\">{items}</ul>"
+    items = "".join(f"<li>{esc(line)}</li>" for line in rest)
+    return f"<p>{esc(intro)}</p><p><strong>{esc(head)}</strong></p><ul class=\"answer\">{items}</ul>"
 
 
 def _convergence_html(trace: pd.DataFrame | None) -> str:
     if trace is None or len(trace) == 0:
         return f'<p class="na">{NOT_AVAILABLE} (no trace)</p>'
     caption = "LLMSynthor by iteration: marginal TVD, joint JSD and W1 to the target (its own trace)"
-    return _image(figure_png(convergence_figure(trace)), caption)
+    return image_html(figure_png(convergence_figure(trace)), caption)
 
 
 def _columns_html(target: TargetStatistics, records: Mapping[str, pd.DataFrame | None]) -> str:
@@ -273,51 +280,19 @@ def _columns_html(target: TargetStatistics, records: Mapping[str, pd.DataFrame |
     for name in target.variables.names:
         proportions = column_proportions(target, records, name)
         kind = "categories" if target.variables[name].is_categorical else "target quantile bins"
-        panels.append(_image(figure_png(column_comparison_figure(proportions, name)), f"{name} ({kind})", name))
+        panels.append(image_html(figure_png(column_comparison_figure(proportions, name)), f"{name} ({kind})", name))
     return f'<div class="panels">{"".join(panels)}</div>'
 
 
 def _baselines_html(reports: Mapping[str, Mapping | None] | None) -> str:
     if not reports:
-        return f'<p class="na">{NOT_AVAILABLE}</p>'
+        return not_available_html()
     rows = []
     for method, values in reports.items():
         flat = {k: v for k, v in (values or {}).items() if not isinstance(v, dict | list)}
         rows.append({"method": method, **(flat or {"report": "(empty)"})})
-    return _frame_html(pd.DataFrame(rows))
+    return frame_html(pd.DataFrame(rows))
 
 
 def _target(target: TargetStatistics | Mapping) -> TargetStatistics:
     return target if isinstance(target, TargetStatistics) else target_from_dict(dict(target), None, "structured_target_statistics")
-
-
-def _image(png: bytes, caption: str, alt: str | None = None) -> str:
-    return (
-        f'<figure><img alt="{_esc(alt or caption)}" src="{png_data_uri(png)}">'
-        f"<figcaption>{_esc(caption)}</figcaption></figure>"
-    )
-
-
-def _frame_html(frame: pd.DataFrame | None) -> str:
-    if frame is None or len(frame) == 0:
-        return f'<p class="na">{NOT_AVAILABLE}</p>'
-    return frame.to_html(index=False, escape=True, na_rep="", float_format=_fmt, border=0)
-
-
-def _key_value_table(values: Mapping[str, object]) -> str:
-    if not values:
-        return ""
-    rows = "".join(f"<tr><td>{_esc(key)}</td><td>{_esc(_fmt(value))}</td></tr>" for key, value in values.items())
-    return f"<table>{rows}</table>"
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float | np.floating):
-        if not math.isfinite(value):
-            return "n/a"
-        return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
-    return str(value)
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
