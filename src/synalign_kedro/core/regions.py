@@ -218,9 +218,11 @@ def gaps_by_label(
     return out
 
 
-def weighted_tvd(gaps: dict[str, RegionGap], label_weights: dict[str, float]) -> float:
-    """The labels' :attr:`RegionGap.tvd`, averaged with the real label frequencies as weights."""
-    total = sum(max(float(label_weights.get(label, 0.0)), 0.0) for label in gaps)
+def weighted_tvd(gaps: dict[str, RegionGap], label_weights: dict[str, float], which: str = "tvd") -> float:
+    """The labels' TVD (``which``: ``tvd``, ``tvd_clusters`` or ``tvd_lengths`` of :class:`RegionGap`),
+    averaged with the real label frequencies as weights."""
+    values = {label: float(getattr(gap, which)) for label, gap in gaps.items()}
+    total = sum(max(float(label_weights.get(label, 0.0)), 0.0) for label in values)
     if total <= 0:
-        return float(np.mean([gap.tvd for gap in gaps.values()])) if gaps else math.nan
-    return sum(max(float(label_weights.get(label, 0.0)), 0.0) * gap.tvd for label, gap in gaps.items()) / total
+        return float(np.mean(list(values.values()))) if values else math.nan
+    return sum(max(float(label_weights.get(label, 0.0)), 0.0) * value for label, value in values.items()) / total

@@ -24,6 +24,18 @@ def duplicate_key(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+def distinct_rows(rows: list[dict]) -> list[dict]:
+    """The pool rows whose text (by :func:`duplicate_key`) no earlier row has: the same text from two calls is
+    kept once, the first time."""
+    seen, kept = set(), []
+    for row in rows:
+        key = duplicate_key(row["text"])
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
+
+
 # Small models copy the JSON format example instead of writing: such answers are rejected (re-ask).
 _PLACEHOLDER = re.compile(
     r"^(?:\.\.\.|…|<[^<>]*>|(?:first|second|third|next|another)? ?(?:text|sample|review|item|value|example|string|news item)s? ?\d*)$",

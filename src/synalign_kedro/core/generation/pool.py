@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..llm_client import LLMClient
 from ..variants import DEMONSTRATION_METHODS, EMBEDDING_METHODS
-from .answers import duplicate_key
+from .answers import distinct_rows
 from .config import GenerationConfigError, GenerationShortfallError, MethodConfig, PromptTemplates
 from .context import POOL_COLUMNS, GenerationContext
 from .methods import METHODS
@@ -79,10 +79,9 @@ def generate_pool(
         context.embed = embed
     rows = METHODS[method](context)
 
-    pool = pd.DataFrame(rows, columns=POOL_COLUMNS)
-    keys = pool["text"].map(duplicate_key)
-    duplicates = int(keys.duplicated().sum())  # the same text from two calls is kept once
-    pool = pool[~keys.duplicated()].head(config.n_samples).reset_index(drop=True)
+    kept = distinct_rows(rows)
+    duplicates = len(rows) - len(kept)
+    pool = pd.DataFrame(kept, columns=POOL_COLUMNS).head(config.n_samples).reset_index(drop=True)
     pool["batch_id"] = pool["batch_id"].astype("int64")
     usage = context.usage
     report = {

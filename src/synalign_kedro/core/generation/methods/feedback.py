@@ -41,7 +41,7 @@ import numpy as np
 from ...llm_client import ChatTask, TaskResult
 from ...metrics import median_heuristic_bandwidth, mmd_rbf
 from ...regions import LabelRegions, RegionGap, fit_regions, gaps_by_label, weighted_tvd
-from ..answers import duplicate_key
+from ..answers import distinct_rows
 from ..config import GenerationConfigError
 from ..context import GenerationContext
 from ..planning import allocate_by_frequency, call_sizes
@@ -49,6 +49,7 @@ from ..prompts import attribute_key, render
 from .synalign import Runner, samples_call, summarise_batches, summarised_attributes, two_stage_round
 
 BUDGET_SPENT = "not sent: the token budget is spent"
+TVD_PARTS = ("tvd", "tvd_clusters", "tvd_lengths")  # RegionGap's TVDs, each averaged over labels per round
 
 
 @dataclass
@@ -121,27 +122,9 @@ class PoolMeter:
             mmd_rbf(self.real, embeddings, bandwidth=self.bandwidth, device="cpu") if len(texts) else math.nan
         )
         return gaps, {
-            "tvd": weighted_tvd(gaps, self.context.label_weights),
-            "tvd_clusters": _weighted(gaps, self.context.label_weights, "tvd_clusters"),
-            "tvd_lengths": _weighted(gaps, self.context.label_weights, "tvd_lengths"),
+            **{name: weighted_tvd(gaps, self.context.label_weights, name) for name in TVD_PARTS},
             "mmd2": mmd2,
         }
-
-
-def _weighted(gaps: dict[str, RegionGap], weights: dict[str, float], name: str) -> float:
-    total = sum(weights.get(label, 0.0) for label in gaps) or 1.0
-    return sum(weights.get(label, 0.0) * getattr(gap, name) for label, gap in gaps.items()) / total
-
-
-def distinct_rows(rows: list[dict]) -> list[dict]:
-    """The rows whose text was not already kept (the pool's own deduplication, :func:`duplicate_key`)."""
-    seen, kept = set(), []
-    for row in rows:
-        key = duplicate_key(row["text"])
-        if key not in seen:
-            seen.add(key)
-            kept.append(row)
-    return kept
 
 
 def _positive_or_shares(gap: np.ndarray, real_share: np.ndarray) -> dict[str, float]:
