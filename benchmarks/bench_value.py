@@ -72,7 +72,7 @@ from synalign_kedro.core.fewshot import (
 )
 from synalign_kedro.core.generation import GenerationSettings, generate_pool, prompts_for_dataset
 from synalign_kedro.core.ingestion import ingest_parts
-from synalign_kedro.core.llm_client import LLMClient, LLMSettings, cache_identity, open_cache
+from synalign_kedro.core.llm_client import LLMClient, LLMSettings, answer_tokens, cache_identity, open_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
@@ -177,12 +177,6 @@ class PoolSource:
     @staticmethod
     def _shots(subset: pd.DataFrame) -> int:
         return int(subset["label"].value_counts().min())
-
-
-def answer_tokens(usage: dict) -> int:
-    """Tokens the pool's answers cost, whether they came from the network or the LLM cache."""
-    return int(sum(usage[k] for k in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens",
-                                      "cached_completion_tokens")))  # fmt: skip
 
 
 def _atomic_write(path: Path, write) -> None:

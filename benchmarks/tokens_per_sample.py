@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from synalign_kedro.core.llm_client import answer_tokens
 from synalign_kedro.core.variants import GENERATION_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens")
 
 
 def usage_table(folder: Path) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def usage_table(folder: Path) -> pd.DataFrame:
             print(f"{path}: missing (method not run)", file=sys.stderr)
             continue
         usage = json.loads(path.read_text())
-        tokens = int(sum(usage.get(key, 0) for key in TOKEN_KEYS))
+        tokens = answer_tokens(usage)
         completion = int(usage.get("completion_tokens", 0) + usage.get("cached_completion_tokens", 0))
         kept = int(usage["n_samples_generated"])
         rows.append(

@@ -50,7 +50,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -140,6 +140,15 @@ class TaskResult:
     tokens: int = 0
 
 
+ANSWER_TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens")
+
+
+def answer_tokens(usage: Mapping[str, Any]) -> int:
+    """The tokens an :class:`LLMUsage` (or its usage report, a dict) counts for its answers, network or cache:
+    what a token budget or tokens-per-sample figure charges, the same on a resumed run."""
+    return int(sum(usage[key] for key in ANSWER_TOKEN_KEYS))
+
+
 @dataclass
 class LLMUsage:
     """Accounting of one batch of tasks (one method)."""
@@ -161,6 +170,11 @@ class LLMUsage:
     def add(self, other: LLMUsage) -> None:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
+
+    @property
+    def answer_tokens(self) -> int:
+        """Prompt and completion tokens of every answer, whether it came from the network or the cache."""
+        return answer_tokens(asdict(self))
 
     @property
     def tokens_per_second(self) -> float:
@@ -448,12 +462,7 @@ class LLMClient:
             if not network:
                 raise _NeedsNetwork
             result, usage = self._attempt_task(task, network, refresh=True)
-        result.tokens = (
-            usage.prompt_tokens
-            + usage.completion_tokens
-            + usage.cached_prompt_tokens
-            + usage.cached_completion_tokens
-        )
+        result.tokens = usage.answer_tokens
         return result, usage
 
     # ----------------------------------------------------------------- batch

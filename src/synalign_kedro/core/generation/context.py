@@ -44,10 +44,14 @@ class GenerationContext:
     real_embeddings: np.ndarray | None = None
     embed: Callable[[list[str]], np.ndarray] | None = None
     usage: LLMUsage = field(default_factory=LLMUsage)
-    stages: dict[str, dict] = field(default_factory=dict)
+    stage_usage: dict[str, LLMUsage] = field(default_factory=dict)  # a stage may run in several waves
     failures: list[dict] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # a method's own report entries (e.g. its trace)
-    _stage_usage: dict[str, LLMUsage] = field(default_factory=dict, repr=False)
+
+    @property
+    def stages(self) -> dict[str, dict]:
+        """Usage per progress stage, as the usage report records it."""
+        return {stage: usage.as_dict() for stage, usage in self.stage_usage.items()}
 
     @property
     def method(self) -> str:
@@ -61,8 +65,7 @@ class GenerationContext:
         """Run ``tasks`` as one progress stage, recording usage and failures."""
         results, usage = self.client.run(tasks, description=f"{self.method}:{stage}")
         self.usage.add(usage)
-        self._stage_usage.setdefault(stage, LLMUsage()).add(usage)  # a stage may run in several waves
-        self.stages[stage] = self._stage_usage[stage].as_dict()
+        self.stage_usage.setdefault(stage, LLMUsage()).add(usage)
         self.failures.extend(
             {"task_id": r.task_id, "stage": stage, "error": r.error} for r in results if not r.ok
         )
