@@ -93,35 +93,37 @@ def _shut(sock: socket.socket) -> bool:
     return True
 
 
-class _TrackingBackend:
-    """An httpcore network backend that hands every new connection's socket to a :class:`_SocketTracker`."""
+class _Tracked:
+    """Wraps an httpcore object: what opens a connection hands its socket to a :class:`_SocketTracker`, every
+    other attribute is the wrapped object's."""
 
     def __init__(self, inner: Any, tracker: _SocketTracker) -> None:
         self._inner = inner
         self._tracker = tracker
+
+    def _track(self, opener: str, *args: Any, **kwargs: Any) -> Any:
+        return self._tracker.track(getattr(self._inner, opener)(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _TrackingBackend(_Tracked):
+    """An httpcore network backend whose new connections are tracked (``sleep`` and the rest delegated)."""
 
     def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tracker.track(self._inner.connect_tcp(*args, **kwargs))
+        return self._track("connect_tcp", *args, **kwargs)
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tracker.track(self._inner.connect_unix_socket(*args, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:  # sleep, and whatever else the backend offers
-        return getattr(self._inner, name)
+        return self._track("connect_unix_socket", *args, **kwargs)
 
 
-class _TrackedStream:
-    """A network stream whose TLS upgrade (a new socket object) is tracked too."""
-
-    def __init__(self, inner: Any, tracker: _SocketTracker) -> None:
-        self._inner = inner
-        self._tracker = tracker
+class _TrackedStream(_Tracked):
+    """A network stream whose TLS upgrade (a new socket object) is tracked too (``read``, ``write``, ``close``,
+    ``get_extra_info`` delegated)."""
 
     def start_tls(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tracker.track(self._inner.start_tls(*args, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:  # read, write, close, get_extra_info
-        return getattr(self._inner, name)
+        return self._track("start_tls", *args, **kwargs)
 
 
 def _open_client(endpoint: Endpoint, timeout: float) -> tuple[openai.OpenAI, _SocketTracker]:
