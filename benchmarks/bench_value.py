@@ -34,7 +34,9 @@ For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<
 
 Outputs (``--out``, default ``data/08_reporting``): ``benchmark.csv`` (one row per cell),
 ``benchmark_differences.csv`` (paired differences against gold, same seed and subset, with 95 % t-intervals
-over seeds), ``benchmark.md`` (the tables docs/value.md quotes), ``benchmark.png`` and ``benchmark.meta.json`` (command, commit, date, timings, tokens); one MLflow
+over seeds), ``benchmark.md`` (the tables docs/value.md quotes), ``benchmark.png``, ``benchmark_feedback_trace.csv``
+(synalign_feedback's rounds: its gap to what it may see, its spend) and ``benchmark.meta.json`` (command, commit,
+date, timings, tokens); one MLflow
 run in the project's tracking store (experiment ``bench_value``). Pools and their LLM usage are kept under
 ``data/03_primary/bench_value/`` so a re-run (or a resumed one) asks the LLM nothing twice.
 """
@@ -82,12 +84,15 @@ PAPER_ALIGNMENT = {"projection": "linear", "n_projections": 100, "per_label": Fa
 SKIPPED: list[
     str
 ] = []  # shots a data set cannot give (too few visible rows in a class), said in the meta file
+# synalign_feedback's own trace, one row per data set x seed x round (its gap to what it may see, its spend)
+FEEDBACK_TRACES: list[dict] = []
 OUTPUTS = (
     "benchmark.csv",
     "benchmark_differences.csv",
     "benchmark.md",
     "benchmark.png",
     "benchmark.meta.json",
+    "benchmark_feedback_trace.csv",  # not re-made by --from-csv
 )
 # the pipeline's rule for the one MMD bandwidth: the median pairwise distance of the held-out rows
 CPU_MEDIAN_MMD = EvaluationSettings(mmd={"bandwidth": "median", "device": "cpu"})
@@ -235,6 +240,12 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
             seed, smallest, smallest_embeddings, "synalign_feedback", answer_tokens(usage)
         )
         pools = {"synalign": (pool, usage), "synalign_feedback": (feedback_pool, feedback_usage)}
+        loop = feedback_usage["feedback"]
+        FEEDBACK_TRACES.extend(
+            {"dataset": dataset, "seed": seed, **row, "stop_reason": loop["stop_reason"],
+             "token_budget": loop["token_budget"]}
+            for row in loop["trace"]
+        )  # fmt: skip
         for name, (generated, used) in pools.items():
             log(
                 f"{dataset} seed {seed}: {name} pool of {len(generated)} ({answer_tokens(used)} tokens, "
@@ -539,6 +550,8 @@ def main() -> int:
             "skipped": SKIPPED,
         }
         _atomic_write(paths["benchmark.csv"], lambda p: table.to_csv(p, index=False))
+        traces = pd.DataFrame(FEEDBACK_TRACES)
+        _atomic_write(paths["benchmark_feedback_trace.csv"], lambda p: traces.to_csv(p, index=False))
     differences = pd.concat(
         [paired_differences(table, metric) for metric in ("accuracy", "macro_f1")], ignore_index=True
     )
@@ -548,13 +561,13 @@ def main() -> int:
     _atomic_write(paths["benchmark.meta.json"], lambda p: p.write_text(json.dumps(meta, indent=1)))
     if not args.no_mlflow and not args.from_csv:
         meta["mlflow_run_id"] = log_to_mlflow(
-            ROOT / "conf/base/mlflow.yml", table, differences, meta, list(paths.values())
+            ROOT / "conf/base/mlflow.yml", table, differences, meta, [p for p in paths.values() if p.is_file()]
         )
         _atomic_write(paths["benchmark.meta.json"], lambda p: p.write_text(json.dumps(meta, indent=1)))
     if args.publish:
         results = ROOT / "docs/results"
         for name, path in paths.items():
-            if path.resolve() != (results / name).resolve():
+            if path.is_file() and path.resolve() != (results / name).resolve():
                 shutil.copyfile(path, results / name)
     summary = table.groupby(["dataset", "shots", "method"])[
         [c for c in table.columns if c in ("accuracy", "heldout_mmd_minilm", "heldout_mmd_mpnet")]
