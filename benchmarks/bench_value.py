@@ -184,6 +184,12 @@ class PoolSource:
         return int(subset["label"].value_counts().min())
 
 
+def _samples_calls(usage: dict, stage: str) -> dict:
+    """How many samples calls a stage of a pool sent, and how many failed after their re-asks."""
+    failed = sum(failure["stage"] == stage for failure in usage["failures"])
+    return {"samples_calls": int(usage["stages"].get(stage, {}).get("tasks", 0)), "failed_samples_calls": failed}
+
+
 def _atomic_write(path: Path, write) -> None:
     partial = path.with_name(path.name + ".partial")
     write(partial)
@@ -242,8 +248,8 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
         pools = {"synalign": (pool, usage), "synalign_feedback": (feedback_pool, feedback_usage)}
         loop = feedback_usage["feedback"]
         FEEDBACK_TRACES.extend(
-            {"dataset": dataset, "seed": seed, **row, "stop_reason": loop["stop_reason"],
-             "token_budget": loop["token_budget"]}
+            {"dataset": dataset, "seed": seed, **row, **_samples_calls(feedback_usage, f"round{row['round']}:stage2"),
+             "stop_reason": loop["stop_reason"], "token_budget": loop["token_budget"]}
             for row in loop["trace"]
         )  # fmt: skip
         for name, (generated, used) in pools.items():
