@@ -129,6 +129,9 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=None, help="llama-server slots = concurrency (default: conf/base)")
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: all cores)")
     parser.add_argument("--only", choices=["old", "new"], default=None, help="run one side only")
+    parser.add_argument(
+        "--server-args", default="", help="more llama-server flags for the new side, e.g. '--spec-type ngram-simple'"
+    )
     args = parser.parse_args()
     # `kill` (SIGTERM) unwinds like Ctrl-C, so the servers started here are stopped (llm_server.stop_all)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -163,6 +166,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "llama_server": str(llm_server.find_llama_server()),
+        "server_args_new": args.server_args,
     }
     print("bench_generation:", json.dumps(header), flush=True)
 
@@ -177,7 +181,13 @@ def main() -> int:
                 "max_concurrency": concurrency,
                 "cache_dir": str(Path(scratch) / name),  # fresh and empty: nothing is replayed
                 "show_progress": False,
-                "server": {**llm_base["server"], "backend": backend, "parallel": concurrency, "n_threads": threads},
+                "server": {
+                    **llm_base["server"],
+                    "backend": backend,
+                    "parallel": concurrency,
+                    "n_threads": threads,
+                    "extra_args": args.server_args.split() if name == "new" else [],
+                },
             }
             results[name] = run_one(name, llm, inputs)
 

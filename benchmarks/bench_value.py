@@ -75,11 +75,21 @@ from synalign_kedro.core.fewshot import (
 from synalign_kedro.core.generation import GenerationSettings, generate_pool, prompts_for_dataset
 from synalign_kedro.core.ingestion import ingest_parts
 from synalign_kedro.core.llm_client import LLMClient, LLMSettings, answer_tokens, cache_identity, open_cache
+from synalign_kedro.core.zero_shot import classify_zero_shot
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2"}
-METHODS = ("gold", "synalign_random", "synalign_mmd", "synalign_mmd_paper", "synalign_feedback", "synalign_feedback_mmd")
-FEEDBACK_METHODS = ("synalign_feedback", "synalign_feedback_mmd")  # drawn from the feedback pool
+METHODS = (
+    "gold", "synalign_random", "synalign_mmd", "synalign_mmd_paper", "synalign_feedback", "synalign_feedback_mmd",
+    "one_stage_random", "one_stage_mmd",
+)  # fmt: skip
+# the pool each method draws from (the rest: the SynAlign two-stage pool)
+POOL_OF = {
+    "synalign_feedback": "synalign_feedback",
+    "synalign_feedback_mmd": "synalign_feedback",
+    "one_stage_random": "synalign_one_stage",
+    "one_stage_mmd": "synalign_one_stage",
+}
 PAPER_ALIGNMENT = {"projection": "linear", "n_projections": 100, "per_label": False}
 SKIPPED: list[
     str
@@ -93,7 +103,10 @@ OUTPUTS = (
     "benchmark.png",
     "benchmark.meta.json",
     "benchmark_feedback_trace.csv",  # not re-made by --from-csv
+    "benchmark_zero_shot.csv",  # not re-made by --from-csv
 )
+# the LLM as the classifier (table 1's "LLM zero-shot" row), one row per data set
+ZERO_SHOT_ROWS: list[dict] = []
 # the pipeline's rule for the one MMD bandwidth: the median pairwise distance of the held-out rows
 CPU_MEDIAN_MMD = EvaluationSettings(mmd={"bandwidth": "median", "device": "cpu"})
 CLASSIFIER_C = 1.0  # fixed in advance: the project's default (conf/base/parameters_evaluation.yml)
@@ -135,13 +148,15 @@ class PoolSource:
         method: str = "synalign",
         token_budget: int | None = None,
     ) -> tuple[pd.DataFrame, dict]:
-        """``method``'s pool (``synalign``, or ``synalign_feedback`` within ``token_budget`` tokens)."""
+        """``method``'s pool (``synalign``, ``synalign_one_stage``, or ``synalign_feedback`` within
+        ``token_budget`` tokens)."""
         stem = (
             self.folder
             / f"{self.dataset}_seed{seed}_shots{self._shots(demonstration_subset)}_pool{self.pool_per_class}"
         )
         if method != "synalign":
-            stem = stem.with_name(f"{stem.name}_{method}_budget{token_budget}")
+            budget = "" if token_budget is None else f"_budget{token_budget}"
+            stem = stem.with_name(f"{stem.name}_{method}{budget}")
         pool_path, usage_path = stem.with_suffix(".parquet"), stem.with_suffix(".usage.json")
         if pool_path.is_file() and usage_path.is_file():
             return pd.read_parquet(pool_path), json.loads(usage_path.read_text())
@@ -155,7 +170,7 @@ class PoolSource:
             update={
                 "n_samples": self.pool_per_class * n_labels,
                 "feedback": generation.feedback.model_copy(update={"token_budget": token_budget}),
-                # at equal tokens a smaller feedback pool is a result to report, not a failed run
+                # a smaller pool (feedback at equal tokens, one-stage) is a result to report, not a failed run
                 **({"min_kept_share": 0.0} if method != "synalign" else {}),
             }
         )
@@ -196,6 +211,32 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(partial, path)
 
 
+def zero_shot_row(dataset: str, profile: dict, real_test: pd.DataFrame, llm: dict, batch_size: int) -> dict:
+    """The generator LLM labels the whole real test set itself (no real example in the prompt, temperature 0):
+    table 1's "LLM zero-shot" row. Calls go through the project's client and cache (a re-run asks nothing)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    settings = LLMSettings.model_validate({**llm, "temperature": 0.0})
+    cache = open_cache(settings)
+    started = time.perf_counter()
+    try:
+        client = LLMClient(settings, cache_identity(settings), lambda: llm_server.resolve_endpoint(llm), cache)
+        truth = real_test["label"].astype(str).tolist()
+        labels = sorted(set(truth))
+        predicted, usage = classify_zero_shot(client, real_test["text"].tolist(), labels, profile, batch_size)
+    finally:
+        cache.close()
+    answered = [p if p is not None else "(no answer)" for p in predicted]  # an unanswered text counts as wrong
+    return {
+        "dataset": dataset, "method": "llm_zero_shot", "model": llm["model"], "n_test": len(truth),
+        "n_unanswered": sum(p is None for p in predicted), "batch_size": batch_size,
+        "accuracy": accuracy_score(truth, answered),
+        "macro_f1": f1_score(truth, answered, labels=labels, average="macro", zero_division=0),
+        "calls": usage.calls, "failed_calls": usage.failures, "tokens": usage.answer_tokens,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+
+
 def distribution_row(
     sets: dict[str, np.ndarray], heldout: dict[str, np.ndarray], bandwidths: dict, seed: int
 ) -> dict:
@@ -219,6 +260,9 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
     heldout_embeddings = {space: embed(heldout["text"], space) for space in spaces}
     bandwidths = {space: heldout_bandwidth(heldout_embeddings[space], CPU_MEDIAN_MMD, seed=0) for space in spaces}
     test_embeddings = embed(real_test["text"], "minilm")
+    if args.zero_shot_batch > 0:
+        ZERO_SHOT_ROWS.append(zero_shot_row(dataset, profile, real_test, parameters["llm"], args.zero_shot_batch))
+        log(f"{dataset}: LLM zero-shot {ZERO_SHOT_ROWS[-1]}")
     test_labels = real_test["label"].astype(str).tolist()
     source = PoolSource(
         parameters, dataset, profile, args.pool_per_class, ROOT / "data/03_primary/bench_value"
@@ -245,7 +289,13 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
         feedback_pool, feedback_usage = source.pool(
             seed, smallest, smallest_embeddings, "synalign_feedback", answer_tokens(usage)
         )
-        pools = {"synalign": (pool, usage), "synalign_feedback": (feedback_pool, feedback_usage)}
+        # table 4: the one-stage pool (demonstrations -> samples, no attribute summary), the same rows asked
+        one_stage = source.pool(seed, smallest, smallest_embeddings, "synalign_one_stage")
+        pools = {
+            "synalign": (pool, usage),
+            "synalign_feedback": (feedback_pool, feedback_usage),
+            "synalign_one_stage": one_stage,
+        }
         loop = feedback_usage["feedback"]
         FEEDBACK_TRACES.extend(
             {"dataset": dataset, "seed": seed, **row, **_samples_calls(feedback_usage, f"round{row['round']}:stage2"),
@@ -276,9 +326,14 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                     feedback_pool, pool_embeddings["synalign_feedback"]["minilm"], subset, real_embeddings,
                     AlignmentSettings(), seed,
                 ).weights,
+                "one_stage_random": np.ones(len(one_stage[0])),
+                "one_stage_mmd": align(
+                    one_stage[0], pool_embeddings["synalign_one_stage"]["minilm"], subset, real_embeddings,
+                    AlignmentSettings(), seed,
+                ).weights,
             }  # fmt: skip
             for method in METHODS:
-                source_name = "synalign_feedback" if method in FEEDBACK_METHODS else "synalign"
+                source_name = POOL_OF.get(method, "synalign")
                 drawn_from, drawn_usage = pools[source_name]
                 drawn_embeddings = pool_embeddings[source_name]
                 drawn_labels = drawn_from["label"].astype(str).to_numpy()
@@ -361,7 +416,9 @@ def plot(table: pd.DataFrame, differences: pd.DataFrame, path: Path) -> None:
     os.replace(partial, path)
 
 
-def summary_markdown(table: pd.DataFrame, differences: pd.DataFrame, meta: dict) -> str:
+def summary_markdown(
+    table: pd.DataFrame, differences: pd.DataFrame, meta: dict, zero_shot: pd.DataFrame | None = None
+) -> str:
     """The tables docs/value.md quotes: means over seeds with 95 % t-intervals, and the paired differences."""
     metrics = ["accuracy", "macro_f1"] + [c for c in table.columns if c.startswith("heldout_")]
     lines = [
@@ -402,6 +459,18 @@ def summary_markdown(table: pd.DataFrame, differences: pd.DataFrame, meta: dict)
             lines += paired_section(table, method, baseline, (["accuracy", "macro_f1"] if scores else []) + heldout, title)
     if "synalign_feedback" in present:
         lines += tokens_section(table)
+    if zero_shot is not None and len(zero_shot):
+        lines += [
+            "", "The LLM as the classifier (table 1's LLM zero-shot row: no real example, temperature 0, "
+            "the whole test set; an unanswered text counts as wrong):", "",
+            "| dataset | model | n_test | unanswered | accuracy | macro_f1 | calls | tokens |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]  # fmt: skip
+        for row in zero_shot.itertuples():
+            lines.append(
+                f"| {row.dataset} | {row.model} | {row.n_test} | {row.n_unanswered} | {row.accuracy:.4f} | "
+                f"{row.macro_f1:.4f} | {row.calls} | {row.tokens} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -418,6 +487,14 @@ PAIRED_COMPARISONS = (
     ("synalign_feedback_mmd", "synalign_mmd", True,
      "synalign_feedback_mmd against synalign_mmd (both weighted by eq. 10, equal tokens: what generating "
      "where the pool fell short adds to post-hoc alignment; signs as above):"),
+    ("synalign_random", "one_stage_random", True,
+     "Two-stage against one-stage generation, both drawn uniformly (table 4; equal rows; accuracy: positive = "
+     "two-stage better; distances: negative = two-stage closer):"),
+    ("synalign_mmd", "one_stage_mmd", True,
+     "Two-stage against one-stage generation, both aligned by eq. 10 (table 4; signs as above):"),
+    ("one_stage_mmd", "one_stage_random", False,
+     "one_stage_mmd against one_stage_random at equal size (does alignment help the one-stage pool too; "
+     "negative = mmd closer):"),
 )  # fmt: skip
 
 
@@ -505,6 +582,9 @@ def main() -> int:
     parser.add_argument("--env", default="local", help="conf/<env> over conf/base, as kedro run --env")
     parser.add_argument("--out", default="data/08_reporting", help="results folder")
     parser.add_argument("--publish", action="store_true", help="also copy the results to docs/results/")
+    parser.add_argument(
+        "--zero-shot-batch", type=int, default=10, help="test texts per LLM zero-shot call; 0 = no zero-shot row"
+    )
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--from-csv", help="re-make the summaries and plot of an earlier run's benchmark.csv")
     args = parser.parse_args()
@@ -525,6 +605,8 @@ def main() -> int:
         args.from_csv
     ):  # re-make the summaries and the plot of an earlier run; its meta (command, commit) stays
         table = pd.read_csv(args.from_csv)
+        zero_shot_file = Path(args.from_csv).with_name("benchmark_zero_shot.csv")
+        zero_shot = pd.read_csv(zero_shot_file) if zero_shot_file.is_file() else None
         meta = json.loads(Path(args.from_csv).with_name("benchmark.meta.json").read_text())
         meta["summary_rebuilt"] = {
             "commit": git_commit(),
@@ -558,12 +640,15 @@ def main() -> int:
         _atomic_write(paths["benchmark.csv"], lambda p: table.to_csv(p, index=False))
         traces = pd.DataFrame(FEEDBACK_TRACES)
         _atomic_write(paths["benchmark_feedback_trace.csv"], lambda p: traces.to_csv(p, index=False))
+        zero_shot = pd.DataFrame(ZERO_SHOT_ROWS)
+        if len(zero_shot):  # with --zero-shot-batch 0 an earlier run's file stays
+            _atomic_write(paths["benchmark_zero_shot.csv"], lambda p: zero_shot.to_csv(p, index=False))
     differences = pd.concat(
         [paired_differences(table, metric) for metric in ("accuracy", "macro_f1")], ignore_index=True
     )
     _atomic_write(paths["benchmark_differences.csv"], lambda p: differences.to_csv(p, index=False))
     plot(table, differences, paths["benchmark.png"])
-    _atomic_write(paths["benchmark.md"], lambda p: p.write_text(summary_markdown(table, differences, meta)))
+    _atomic_write(paths["benchmark.md"], lambda p: p.write_text(summary_markdown(table, differences, meta, zero_shot)))
     _atomic_write(paths["benchmark.meta.json"], lambda p: p.write_text(json.dumps(meta, indent=1)))
     if not args.no_mlflow and not args.from_csv:
         meta["mlflow_run_id"] = log_to_mlflow(

@@ -4,7 +4,8 @@ Each POST to ``/v1/chat/completions`` takes the next action from ``script`` (the
 
 - ``"ok"``: a valid answer built from the request (the ``response_format`` schema when present, else the
   prompt): ``{"samples": [...]}`` with the asked number of distinct texts, ``{"values": [...]}``, or an
-  attribute summary with every schema property filled;
+  attribute summary with every schema property filled, or ``{"labels": [...]}`` (the schema's allowed labels in
+  turn);
 - ``"follow"``: like ``"ok"``, but samples start with what a feedback prompt says is missing;
 - ``"garbage"`` (no JSON), ``"truncated"`` (JSON cut in the middle), ``"empty"`` (empty content),
   ``"few"`` (one sample only), ``"copy"`` (copies a demonstration text from the prompt verbatim);
@@ -43,6 +44,9 @@ def valid_answer(body: dict) -> str:
     ).get("schema")
     if schema:
         properties = schema.get("properties", {})
+        if "labels" in properties:  # zero-shot classification: the allowed labels in turn, one per text
+            allowed, n = properties["labels"]["items"]["enum"], properties["labels"]["minItems"]
+            return json.dumps({"labels": [allowed[i % len(allowed)] for i in range(n)]})
         if "samples" in properties or "values" in properties:
             key = "samples" if "samples" in properties else "values"
             n = properties[key].get("minItems", 3)

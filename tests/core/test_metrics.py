@@ -109,6 +109,19 @@ def test_mmd_matches_double_loop_with_median_bandwidth_and_weights(clouds):
     )
 
 
+def test_median_bandwidth_on_a_subsample_is_the_median_over_the_seeded_rows_of_x_and_y():
+    # Above max_points the median is over a seeded subset of x U y: the same rows as drawing the indices from
+    # the concatenation (what a reader of the docstring expects), found without copying all rows.
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(300, 5)).astype(np.float32), rng.normal(loc=0.5, size=(200, 5)).astype(np.float32)
+    pooled = np.concatenate([x, y]).astype(np.float64)
+    chosen = np.random.default_rng(11).choice(len(pooled), size=120, replace=False)
+    expected = float(np.median(pdist(pooled[chosen])))
+    got = median_heuristic_bandwidth(x, y, max_points=120, seed=11, device="cpu")
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert got != pytest.approx(float(np.median(pdist(pooled))), rel=1e-6)  # a subset, not all rows
+
+
 def test_mmd_is_zero_on_identical_sets_and_grows_with_a_shift(clouds):
     real, _ = clouds
     assert mmd_rbf(real, real, device="cpu") == pytest.approx(0.0, abs=1e-12)

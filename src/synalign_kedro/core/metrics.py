@@ -127,10 +127,17 @@ def median_heuristic_bandwidth(
     Above ``max_points`` pooled points the median is taken over a seeded random subset of that size
     (the median of ~2M distances is already stable). Returns 1.0 when all points coincide.
     """
-    pooled = np.concatenate([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)], axis=0)
-    if pooled.shape[0] > max_points:
-        rng = np.random.default_rng(seed)
-        pooled = pooled[rng.choice(pooled.shape[0], size=max_points, replace=False)]
+    x, y = np.asarray(x), np.asarray(y)
+    n_x, n_pooled = len(x), len(x) + len(y)
+    if n_pooled > max_points:
+        # Draw the row indices first and copy only the chosen rows: concatenating 120k x 384 rows in float64
+        # before subsampling took 3 s at the alignment benchmark's scale. Same rows as before (the median
+        # of pairwise distances does not depend on their order).
+        chosen = np.sort(np.random.default_rng(seed).choice(n_pooled, size=max_points, replace=False))
+        rows = [x[chosen[chosen < n_x]], y[chosen[chosen >= n_x] - n_x]]
+        pooled = np.concatenate(rows, axis=0).astype(np.float64)
+    else:
+        pooled = np.concatenate([x, y], axis=0).astype(np.float64)
     if pooled.shape[0] < 2:
         return 1.0
     torch_device = resolve_device(device)
