@@ -178,7 +178,9 @@ class Projection:
         projected = chunk @ matrix
         if self.kind == "linear":
             return projected
-        return math.sqrt(2.0 / self.n_features) * torch.cos(projected + offsets)
+        # in place: the same float32 operations in the same order as sqrt(2/D) * cos(projected + offsets),
+        # without three (chunk, D) temporaries (16384 x 2000 floats = 131 MB each)
+        return projected.add_(offsets).cos_().mul_(math.sqrt(2.0 / self.n_features))
 
 
 def make_projection(
