@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -331,3 +333,19 @@ def test_early_stop_on_relative_tolerance(constructed_case):
     assert stopped.converged and stopped.iterations < 5000
     full = core.fit_simplex_weights(mu, features, n_iterations=300, tolerance=0.0, device="cpu")
     assert not full.converged and full.iterations == 300
+
+
+def test_random_features_in_place_equal_the_formula_exactly():
+    # phi(x) = sqrt(2/D) cos(x W + b), computed in place in chunks: the same floats as the plain expression
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(37, 6)).astype(np.float32)
+    feature_map = core.make_projection("rff", 6, 20, seed=1, bandwidth=1.3)
+    matrix = torch.as_tensor(feature_map.matrix, dtype=torch.float32)
+    offsets = torch.as_tensor(feature_map.offsets, dtype=torch.float32)
+    expected = math.sqrt(2.0 / 20) * torch.cos(torch.as_tensor(x) @ matrix + offsets)
+    assert torch.equal(feature_map.transform(x, "cpu"), expected)  # one chunk
+    # chunk by chunk (BLAS may round a product of other row blocks differently in the last bit)
+    chunks = [math.sqrt(2.0 / 20) * torch.cos(torch.as_tensor(x[i : i + 8]) @ matrix + offsets) for i in range(0, 37, 8)]
+    assert torch.equal(feature_map.transform(x, "cpu", chunk_size=8), torch.cat(chunks))
+    mean = feature_map.mean_transform(x, "cpu", chunk_size=8)
+    assert torch.allclose(mean, expected.double().mean(0).float(), rtol=0, atol=1e-7)
