@@ -24,7 +24,9 @@ For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<
    ``synalign_feedback`` (issue 15: drawn by the same uniform rule from its own pool, generated from the same
    demonstration subset with the same rows budget and, as token budget, what the SynAlign pool's answers cost,
    cached or not: equal tokens), and ``synalign_feedback_mmd`` (that pool weighted as ``synalign_mmd``: both
-   corrections). ``gold`` = the shots subset alone.
+   corrections); ``one_stage_random`` / ``one_stage_mmd``: the same two rules on a ``synalign_one_stage`` pool of
+   the same rows asked (table 4). ``gold`` = the shots subset alone. Per data set, the LLM zero-shot row (table 1:
+   the generator labels ``test.csv`` itself, ``core/zero_shot.py``) goes to ``benchmark_zero_shot.csv``.
 4. Scores: accuracy and macro-F1 on the full ``test.csv`` of a logistic regression on MiniLM embeddings,
    ``C`` fixed in advance (1.0, the project default; nothing is chosen on the test set), trained on the shots
    subset + the variant; distribution metrics of the variant (gold: of the shots subset) against ``heldout``
