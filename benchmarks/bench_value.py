@@ -240,6 +240,8 @@ def zero_shot_row(dataset: str, profile: dict, real_test: pd.DataFrame, llm: dic
     return {
         "dataset": dataset, "method": "llm_zero_shot", "model": llm["model"], "n_test": len(truth),
         "n_unanswered": sum(p is None for p in predicted), "batch_size": batch_size,
+        # what the LLM answers, as shares of the test texts (a classifier stuck on one label shows here)
+        "predicted_shares": json.dumps(pd.Series(answered).value_counts(normalize=True).round(4).to_dict()),
         "accuracy": accuracy_score(truth, answered),
         "macro_f1": f1_score(truth, answered, labels=labels, average="macro", zero_division=0),
         # tasks: the calls the row needs, cached or not (usage.calls counts only those sent over the network)
