@@ -46,6 +46,7 @@ run in the project's tracking store (experiment ``bench_value``). Pools and thei
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -123,8 +124,9 @@ CPU_MEDIAN_MMD = EvaluationSettings(mmd={"bandwidth": "median", "device": "cpu"}
 CLASSIFIER_C = 1.0  # fixed in advance: the project's default (conf/base/parameters_evaluation.yml)
 
 
-def project_parameters(env: str) -> dict:
-    """The project's parameters (conf/base, then conf/<env>), read the way ``kedro run --env`` reads them."""
+def project_parameters(env: str, runtime_params: dict | None = None) -> dict:
+    """The project's parameters (conf/base, then conf/<env>, then ``runtime_params``), read the way
+    ``kedro run --env <env> --params ...`` reads them."""
     from kedro.config import OmegaConfigLoader
 
     loader = OmegaConfigLoader(
@@ -132,8 +134,37 @@ def project_parameters(env: str) -> dict:
         base_env="base",
         default_run_env=env,
         merge_strategy={"parameters": "soft"},
+        runtime_params=runtime_params or {},
     )
     return loader["parameters"]
+
+
+def parse_params(value: str | None) -> dict:
+    """``"llm.max_tokens=1400,generation.n_per_call=4"`` -> nested dict, as ``kedro run --params`` parses it."""
+    from omegaconf import OmegaConf
+
+    if not value:
+        return {}
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    for item in items:
+        if "=" not in item or not item.partition("=")[0].strip():
+            raise ValueError(f"--params: {item!r} is not key=value (e.g. llm.max_tokens=1400)")
+    return OmegaConf.to_container(OmegaConf.from_dotlist(items))
+
+
+def params_tag(runtime_params: dict) -> str:
+    """The pool files' suffix for runs with ``--params``: pools made under other settings are not reused."""
+    if not runtime_params:
+        return ""
+    return "_params" + hashlib.sha256(json.dumps(runtime_params, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def pools_needed(methods: list[str]) -> list[str]:
+    """The pools ``methods`` draw from; the feedback pool's token budget is the SynAlign pool's, so it needs that."""
+    needed = {POOL_OF.get(method, "synalign") for method in methods if method != "gold"}
+    if "synalign_feedback" in needed:
+        needed.add("synalign")
+    return [pool for pool in ("synalign", "synalign_feedback", "synalign_one_stage") if pool in needed]
 
 
 def embed(texts, space: str) -> np.ndarray:
@@ -156,10 +187,10 @@ class PoolSource:
     """SynAlign pools for one data set: generated once per seed, saved (parquet + usage JSON), reused."""
 
     def __init__(
-        self, parameters: dict, dataset: str, profile: dict, pool_per_class: int, folder: Path
+        self, parameters: dict, dataset: str, profile: dict, pool_per_class: int, folder: Path, tag: str = ""
     ) -> None:
         self.parameters, self.dataset, self.profile = parameters, dataset, profile
-        self.pool_per_class, self.folder = pool_per_class, folder
+        self.pool_per_class, self.folder, self.tag = pool_per_class, folder, tag
         self.prompts = prompts_for_dataset(dataset, parameters)
         self.llm = parameters["llm"]
 
@@ -175,7 +206,7 @@ class PoolSource:
         ``token_budget`` tokens)."""
         stem = (
             self.folder
-            / f"{self.dataset}_seed{seed}_shots{self._shots(demonstration_subset)}_pool{self.pool_per_class}"
+            / f"{self.dataset}_seed{seed}_shots{self._shots(demonstration_subset)}_pool{self.pool_per_class}{self.tag}"
         )
         if method != "synalign":
             budget = "" if token_budget is None else f"_budget{token_budget}"
@@ -259,6 +290,18 @@ def distribution_row(
     return row
 
 
+def method_weights(
+    method: str, pool: pd.DataFrame, pool_embeddings: np.ndarray, subset: pd.DataFrame, real_embeddings: np.ndarray,
+    seed: int,
+) -> np.ndarray:
+    """The drawing weights of ``method`` on its pool: ``*_random`` and ``synalign_feedback`` uniform (the same
+    drawing rule); the rest eq. 10's weights (``synalign_mmd_paper``: the paper's linear setting, eq. 10-11)."""
+    if method.endswith("_random") or method == "synalign_feedback":
+        return np.ones(len(pool))
+    settings = AlignmentSettings(**PAPER_ALIGNMENT) if method == "synalign_mmd_paper" else AlignmentSettings()
+    return align(pool, pool_embeddings, subset, real_embeddings, settings, seed).weights
+
+
 def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) -> list[dict]:
     profile = {**parameters[f"dataset_{dataset}"], "name": dataset}
     # ingestion's own three-part split: held out = heldout_share of each class of train.csv (seed 0, fixed)
@@ -278,8 +321,11 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
         log(f"{dataset}: LLM zero-shot {ZERO_SHOT_ROWS[-1]}")
     test_labels = real_test["label"].astype(str).tolist()
     source = PoolSource(
-        parameters, dataset, profile, args.pool_per_class, ROOT / "data/03_primary/bench_value"
-    )
+        parameters, dataset, profile, args.pool_per_class, ROOT / "data/03_primary/bench_value",
+        params_tag(args.runtime_params),
+    )  # fmt: skip
+    methods = ["gold", *args.methods]
+    needed = pools_needed(methods)
     log(
         f"{dataset}: visible {len(visible)}, held out {len(heldout)}, test {len(real_test)}, "
         f"{visible['label'].nunique()} classes; bandwidths {bandwidths}"
@@ -297,24 +343,25 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
         smallest = subsets[min(shots_here)]
         started = time.perf_counter()
         smallest_embeddings = embed(smallest["text"], "minilm")
-        pool, usage = source.pool(seed, smallest, smallest_embeddings)
-        # synalign_feedback at equal tokens: the budget is what the SynAlign pool's answers cost
-        feedback_pool, feedback_usage = source.pool(
-            seed, smallest, smallest_embeddings, "synalign_feedback", answer_tokens(usage)
-        )
-        # table 4: the one-stage pool (demonstrations -> samples, no attribute summary), the same rows asked
-        one_stage = source.pool(seed, smallest, smallest_embeddings, "synalign_one_stage")
-        pools = {
-            "synalign": (pool, usage),
-            "synalign_feedback": (feedback_pool, feedback_usage),
-            "synalign_one_stage": one_stage,
-        }
-        loop = feedback_usage["feedback"]
-        FEEDBACK_TRACES.extend(
-            {"dataset": dataset, "seed": seed, **row, **_samples_calls(feedback_usage, f"round{row['round']}:stage2"),
-             "stop_reason": loop["stop_reason"], "token_budget": loop["token_budget"]}
-            for row in loop["trace"]
-        )  # fmt: skip
+        pools = {}
+        if "synalign" in needed:
+            pools["synalign"] = source.pool(seed, smallest, smallest_embeddings)
+        if "synalign_feedback" in needed:
+            # synalign_feedback at equal tokens: the budget is what the SynAlign pool's answers cost
+            pools["synalign_feedback"] = source.pool(
+                seed, smallest, smallest_embeddings, "synalign_feedback", answer_tokens(pools["synalign"][1])
+            )
+            feedback_usage = pools["synalign_feedback"][1]
+            loop = feedback_usage["feedback"]
+            FEEDBACK_TRACES.extend(
+                {"dataset": dataset, "seed": seed, **row,
+                 **_samples_calls(feedback_usage, f"round{row['round']}:stage2"),
+                 "stop_reason": loop["stop_reason"], "token_budget": loop["token_budget"]}
+                for row in loop["trace"]
+            )  # fmt: skip
+        if "synalign_one_stage" in needed:
+            # table 4: the one-stage pool (demonstrations -> samples, no attribute summary), the same rows asked
+            pools["synalign_one_stage"] = source.pool(seed, smallest, smallest_embeddings, "synalign_one_stage")
         for name, (generated, used) in pools.items():
             log(
                 f"{dataset} seed {seed}: {name} pool of {len(generated)} ({answer_tokens(used)} tokens, "
@@ -326,29 +373,11 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
         }
         for shots, subset in subsets.items():
             real_embeddings = embed(subset["text"], "minilm")
-            synalign_minilm = pool_embeddings["synalign"]["minilm"]
-            weights = {
-                "synalign_random": np.ones(len(pool)),
-                "synalign_mmd": align(pool, synalign_minilm, subset, real_embeddings, AlignmentSettings(), seed).weights,
-                "synalign_mmd_paper": align(
-                    pool, synalign_minilm, subset, real_embeddings, AlignmentSettings(**PAPER_ALIGNMENT), seed,
-                ).weights,
-                "synalign_feedback": np.ones(len(feedback_pool)),  # drawn by the same rule as synalign_random
-                # both corrections: generated where the pool fell short, then weighted as synalign_mmd
-                "synalign_feedback_mmd": align(
-                    feedback_pool, pool_embeddings["synalign_feedback"]["minilm"], subset, real_embeddings,
-                    AlignmentSettings(), seed,
-                ).weights,
-                "one_stage_random": np.ones(len(one_stage[0])),
-                "one_stage_mmd": align(
-                    one_stage[0], pool_embeddings["synalign_one_stage"]["minilm"], subset, real_embeddings,
-                    AlignmentSettings(), seed,
-                ).weights,
-            }  # fmt: skip
-            for method in METHODS:
+
+            for method in methods:
                 source_name = POOL_OF.get(method, "synalign")
-                drawn_from, drawn_usage = pools[source_name]
-                drawn_embeddings = pool_embeddings[source_name]
+                drawn_from, drawn_usage = pools.get(source_name, (pd.DataFrame({"label": [], "synthetic_id": []}), {}))
+                drawn_embeddings = pool_embeddings.get(source_name, {})
                 drawn_labels = drawn_from["label"].astype(str).to_numpy()
                 if method == "gold":
                     rows_drawn = np.zeros(0, dtype=np.int64)
@@ -356,7 +385,10 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                         {s: embed(subset["text"], s) for s in spaces}, heldout_embeddings, bandwidths, seed
                     )
                 else:
-                    rows_drawn = draw_per_label(weights[method], drawn_labels, args.synthetic_per_class, seed)
+                    rows_drawn = draw_per_label(
+                        method_weights(method, drawn_from, drawn_embeddings["minilm"], subset, real_embeddings, seed),
+                        drawn_labels, args.synthetic_per_class, seed,
+                    )
                     distribution = distribution_row(
                         {s: drawn_embeddings[s][rows_drawn] for s in spaces}, heldout_embeddings, bandwidths, seed
                     )
@@ -381,7 +413,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                         "ids": "" if method == "gold" else " ".join(drawn_from["synthetic_id"].iloc[rows_drawn].astype(str)),
                     }
                 )  # fmt: skip
-            summary = {r["method"]: round(r["accuracy"], 3) for r in rows[-len(METHODS) :]}
+            summary = {r["method"]: round(r["accuracy"], 3) for r in rows[-len(methods) :]}
             log(f"{dataset} seed {seed} shots {shots}: accuracy {summary}")
     return rows
 
@@ -598,9 +630,21 @@ def main() -> int:
     parser.add_argument(
         "--zero-shot-batch", type=int, default=10, help="test texts per LLM zero-shot call; 0 = no zero-shot row"
     )
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS[1:], default=list(METHODS[1:]),
+        help="synthetic variants (gold always); only the pools they draw from are generated",
+    )
+    parser.add_argument(
+        "--params", help='parameter overrides as kedro run --params, e.g. "llm.max_tokens=1400" '
+        "(pools made under them are saved apart)",
+    )
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--from-csv", help="re-make the summaries and plot of an earlier run's benchmark.csv")
     args = parser.parse_args()
+    try:
+        args.runtime_params = parse_params(args.params)
+    except ValueError as error:
+        parser.error(str(error))
     if "minilm" not in args.spaces:
         parser.error("--spaces must include minilm (the classifier's and the aligner's space)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the embedded LLM server
@@ -626,7 +670,7 @@ def main() -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     else:
-        parameters = project_parameters(args.env)
+        parameters = project_parameters(args.env, args.runtime_params)
         rows = []
         try:
             for dataset in args.datasets:
