@@ -3,9 +3,13 @@
     python benchmarks/bench_alignment.py            # speed: alignment 20k pool x 100k real, |Theta|=100;
                                                     # exact vs sliced Wasserstein at 5k / 50k points
     python benchmarks/bench_alignment.py --quality  # which settings align best (docs/alignment.md, defaults)
+    ... --out docs/results/bench_alignment.txt      # also write command, commit, date, load and the JSON
 
-Speed keys: ``seconds_align`` (projection + 500 Adam steps, the paper's setting), ``seconds_align_rff_2000_per_label``
-(the pipeline's default: random Fourier features, D = 2,000, per label) and its parts (``seconds_default_bandwidth``
+Speed keys: ``seconds_align`` (projection + 500 Adam steps, the paper's setting), ``seconds_align_default``
+(what users run: the pipeline's default settings, ``default_settings``: random Fourier features, D = 2,000,
+per label, its stopping tolerance; ``steps_per_label_default``), ``seconds_align_default_tolerance_1e-6`` (the
+same with the earlier default tolerance, and ``default_tolerance_1e-6_over_default_ratio``) and the default's
+parts (``seconds_default_bandwidth``
 against ``seconds_bandwidth_copying_all_rows``, what it cost before; ``seconds_default_features_one_label``,
 ``seconds_default_fit_one_label``), ``seconds_naive_step`` /
 ``seconds_fast_step`` and ``naive_over_fast_step_ratio`` (the paper-style baseline that back-propagates through
@@ -19,13 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from synalign_kedro.core import alignment as core
+from synalign_kedro.core.aligned_variants import AlignmentSettings
 from synalign_kedro.core.metrics import median_heuristic_bandwidth, mmd_rbf, wasserstein_distance
 
 
@@ -66,23 +75,28 @@ def bench_speed(threads: int) -> dict:
     results["align_initial_loss"] = alignment.initial_loss
     results["align_final_loss"] = alignment.final_loss
 
-    # The pipeline's default (rff, D = 2,000, per label with two labels) at the same scale.
-    real_labels, pool_labels = rng.choice(["a", "b"], n_real), rng.choice(["a", "b"], n_pool)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    core.align_pool(
-        real,
-        pool,
-        real_labels,
-        pool_labels,
-        per_label=True,
-        projection="rff",
-        n_projections=2000,
-        n_iterations=n_iterations,
-        tolerance=0.0,
-        device="cpu",
+    # What users run: the pipeline's default settings (conf/base/parameters_alignment.yml = AlignmentSettings:
+    # rff, D = 2,000, per label, two labels here) at the same scale; then the same with the earlier default
+    # stopping rule (tolerance 1e-6), in the same run.
+    defaults = AlignmentSettings()
+    results["default_settings"] = defaults.model_dump(
+        include={"projection", "n_projections", "per_label", "n_iterations", "learning_rate", "tolerance"}
     )
-    results["seconds_align_rff_2000_per_label"] = time.perf_counter() - start
-    results["cpu_seconds_align_rff_2000_per_label"] = time.process_time() - cpu_start
+    real_labels, pool_labels = rng.choice(["a", "b"], n_real), rng.choice(["a", "b"], n_pool)
+    for key, tolerance in (("", defaults.tolerance), ("_tolerance_1e-6", 1e-6)):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        default = core.align_pool(
+            real, pool, real_labels, pool_labels, per_label=defaults.per_label, projection=defaults.projection,
+            n_projections=defaults.n_projections, n_iterations=defaults.n_iterations,
+            learning_rate=defaults.learning_rate, tolerance=tolerance, device="cpu",
+        )  # fmt: skip
+        results[f"seconds_align_default{key}"] = time.perf_counter() - start
+        results[f"cpu_seconds_align_default{key}"] = time.process_time() - cpu_start
+        results[f"steps_per_label_default{key}"] = {label: t.iterations for label, t in default.traces.items()}
+        results[f"final_loss_default{key}"] = default.final_loss
+    results["default_tolerance_1e-6_over_default_ratio"] = (
+        results["seconds_align_default_tolerance_1e-6"] / results["seconds_align_default"]
+    )
     # Where the default path's time goes: the bandwidth, the features, the 500 steps of one label.
     start = time.perf_counter()
     sigma = median_heuristic_bandwidth(real, pool, seed=0, device="cpu")
@@ -97,8 +111,11 @@ def bench_speed(threads: int) -> dict:
     pool_features = feature_map.transform(pool[pool_labels == "a"], "cpu")
     results["seconds_default_features_one_label"] = time.perf_counter() - start
     start = time.perf_counter()
-    core.fit_simplex_weights(real_mean, pool_features, n_iterations=n_iterations, tolerance=0.0, device="cpu")
+    fit = core.fit_simplex_weights(
+        real_mean, pool_features, n_iterations=defaults.n_iterations, tolerance=defaults.tolerance, device="cpu"
+    )
     results["seconds_default_fit_one_label"] = time.perf_counter() - start
+    results["steps_default_fit_one_label"] = fit.iterations
 
     # One step (forward + backward, no optimiser update) of the fast path (precomputed projected means)
     # against the paper-style naive step.
@@ -135,11 +152,14 @@ def bench_speed(threads: int) -> dict:
     results["exact_w_50k_skipped"] = "50k x 50k float64 cost matrix = 20 GB (machine: 24 GB shared)"
     print(
         f"align {n_pool} x {n_real}, |Theta|={n_projections}: {results['seconds_align']:.2f} s "
-        f"({results['cpu_seconds_align']:.2f} CPU-s, load {results['load_average_1min_before']:.1f}); default rff "
-        f"D=2000 per label {results['seconds_align_rff_2000_per_label']:.1f} s (one label: bandwidth "
+        f"({results['cpu_seconds_align']:.2f} CPU-s, load {results['load_average_1min_before']:.1f}); default "
+        f"{results['default_settings']} {results['seconds_align_default']:.1f} s "
+        f"(tolerance 1e-6: {results['seconds_align_default_tolerance_1e-6']:.1f} s, "
+        f"x{results['default_tolerance_1e-6_over_default_ratio']:.2f}; one label: bandwidth "
         f"{results['seconds_default_bandwidth']:.2f} s (copying all rows first: "
         f"{results['seconds_bandwidth_copying_all_rows']:.2f} s), features "
-        f"{results['seconds_default_features_one_label']:.1f} s, 500 steps {results['seconds_default_fit_one_label']:.1f} s); step "
+        f"{results['seconds_default_features_one_label']:.1f} s, {results['steps_default_fit_one_label']} steps "
+        f"{results['seconds_default_fit_one_label']:.1f} s); step "
         f"fast {results['seconds_fast_step'] * 1e3:.2f} ms vs naive {results['seconds_naive_step'] * 1e3:.1f} ms "
         f"(x{results['naive_over_fast_step_ratio']:.0f}); W 5k exact {results['seconds_exact_w_5k']:.1f} s vs "
         f"sliced {results['seconds_sliced_w_5k']:.2f} s; sliced W 50k {results['seconds_sliced_w_50k']:.2f} s",
@@ -199,7 +219,10 @@ def bench_quality(seeds: int) -> dict:
         "linear P=100 per_label": dict(projection="linear", n_projections=100, per_label=True),
         "linear P=384 per_label": dict(projection="linear", n_projections=384, per_label=True),
         "rff D=500 per_label": dict(projection="rff", n_projections=500, per_label=True),
-        "rff D=2000 per_label": dict(projection="rff", n_projections=2000, per_label=True),
+        "rff D=2000 per_label tolerance=1e-6": dict(projection="rff", n_projections=2000, per_label=True, tolerance=1e-6),
+        "rff D=2000 per_label tolerance=1e-4": dict(projection="rff", n_projections=2000, per_label=True, tolerance=1e-4),
+        "rff D=2000 per_label tolerance=1e-3": dict(projection="rff", n_projections=2000, per_label=True, tolerance=1e-3),
+        "rff D=500 per_label tolerance=1e-3": dict(projection="rff", n_projections=500, per_label=True, tolerance=1e-3),
     }
     scores: dict[str, list] = {name: [] for name in ["uniform (all)", *configs]}
     for seed in range(seeds):
@@ -256,9 +279,28 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the target is 2 cores)")
+    parser.add_argument("--out", help="also write the results (command, commit, date, load, JSON) to this file")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     result = bench_quality(args.seeds) if args.quality else bench_speed(args.threads)
     print(json.dumps(result))
+    if args.out:
+        write_results(Path(args.out), result, load_before)
+
+
+def write_results(path: Path, result: dict, load_before: tuple[float, float, float]) -> None:
+    """The results file docs/ quotes: how it was made, on what, and the numbers (written atomically)."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    header = [
+        "Command: python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_alignment.py", *sys.argv[1:]]),
+        f"commit: {commit}{'+uncommitted' if dirty.stdout.strip() else ''}",
+        f"date: {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"machine: {os.cpu_count()} CPU cores, no GPU; load average at start {' '.join(f'{x:.2f}' for x in load_before)}",
+    ]
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("\n".join(header) + "\n" + json.dumps(result) + "\n")
+    temporary.replace(path)
 
 
 if __name__ == "__main__":
