@@ -7,8 +7,8 @@
 
 Speed keys: ``seconds_align`` (projection + 500 Adam steps, the paper's setting), ``seconds_align_default``
 (what users run: the pipeline's default settings, ``default_settings``: random Fourier features, D = 2,000,
-per label, its stopping tolerance; ``steps_per_label_default``), ``seconds_align_default_tolerance_1e-6`` (the
-same with the earlier default tolerance, and ``default_tolerance_1e-6_over_default_ratio``) and the default's
+per label, its stopping tolerance; ``steps_per_label_default``), ``seconds_align_default_tolerance_1e-3`` (the
+same with a looser stopping rule, measured and rejected, and ``default_over_tolerance_1e-3_ratio``) and the default's
 parts (``seconds_default_bandwidth``
 against ``seconds_bandwidth_copying_all_rows``, what it cost before; ``seconds_default_features_one_label``,
 ``seconds_default_fit_one_label``), ``seconds_naive_step`` /
@@ -76,14 +76,14 @@ def bench_speed(threads: int) -> dict:
     results["align_final_loss"] = alignment.final_loss
 
     # What users run: the pipeline's default settings (conf/base/parameters_alignment.yml = AlignmentSettings:
-    # rff, D = 2,000, per label, two labels here) at the same scale; then the same with the earlier default
-    # stopping rule (tolerance 1e-6), in the same run.
+    # rff, D = 2,000, per label, two labels here) at the same scale; then the same with the looser stopping rule
+    # that was measured and rejected (tolerance 1e-3: fewer steps, weaker alignment on the benchmark), same run.
     defaults = AlignmentSettings()
     results["default_settings"] = defaults.model_dump(
         include={"projection", "n_projections", "per_label", "n_iterations", "learning_rate", "tolerance"}
     )
     real_labels, pool_labels = rng.choice(["a", "b"], n_real), rng.choice(["a", "b"], n_pool)
-    for key, tolerance in (("", defaults.tolerance), ("_tolerance_1e-6", 1e-6)):
+    for key, tolerance in (("", defaults.tolerance), ("_tolerance_1e-3", 1e-3)):
         start, cpu_start = time.perf_counter(), time.process_time()
         default = core.align_pool(
             real, pool, real_labels, pool_labels, per_label=defaults.per_label, projection=defaults.projection,
@@ -94,8 +94,8 @@ def bench_speed(threads: int) -> dict:
         results[f"cpu_seconds_align_default{key}"] = time.process_time() - cpu_start
         results[f"steps_per_label_default{key}"] = {label: t.iterations for label, t in default.traces.items()}
         results[f"final_loss_default{key}"] = default.final_loss
-    results["default_tolerance_1e-6_over_default_ratio"] = (
-        results["seconds_align_default_tolerance_1e-6"] / results["seconds_align_default"]
+    results["default_over_tolerance_1e-3_ratio"] = (
+        results["seconds_align_default"] / results["seconds_align_default_tolerance_1e-3"]
     )
     # Where the default path's time goes: the bandwidth, the features, the 500 steps of one label.
     start = time.perf_counter()
@@ -154,8 +154,8 @@ def bench_speed(threads: int) -> dict:
         f"align {n_pool} x {n_real}, |Theta|={n_projections}: {results['seconds_align']:.2f} s "
         f"({results['cpu_seconds_align']:.2f} CPU-s, load {results['load_average_1min_before']:.1f}); default "
         f"{results['default_settings']} {results['seconds_align_default']:.1f} s "
-        f"(tolerance 1e-6: {results['seconds_align_default_tolerance_1e-6']:.1f} s, "
-        f"x{results['default_tolerance_1e-6_over_default_ratio']:.2f}; one label: bandwidth "
+        f"(tolerance 1e-3: {results['seconds_align_default_tolerance_1e-3']:.1f} s, "
+        f"x{results['default_over_tolerance_1e-3_ratio']:.2f}; one label: bandwidth "
         f"{results['seconds_default_bandwidth']:.2f} s (copying all rows first: "
         f"{results['seconds_bandwidth_copying_all_rows']:.2f} s), features "
         f"{results['seconds_default_features_one_label']:.1f} s, {results['steps_default_fit_one_label']} steps "

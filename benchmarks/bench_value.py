@@ -153,10 +153,12 @@ def parse_params(value: str | None) -> dict:
 
 
 def params_tag(runtime_params: dict) -> str:
-    """The pool files' suffix for runs with ``--params``: pools made under other settings are not reused."""
-    if not runtime_params:
+    """The pool files' suffix for runs with ``--params``: pools made under other settings are not reused
+    (``alignment`` settings do not make pools, so they do not change it)."""
+    generating = {key: value for key, value in runtime_params.items() if key != "alignment"}
+    if not generating:
         return ""
-    return "_params" + hashlib.sha256(json.dumps(runtime_params, sort_keys=True).encode()).hexdigest()[:8]
+    return "_params" + hashlib.sha256(json.dumps(generating, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def pools_needed(methods: list[str]) -> list[str]:
@@ -292,13 +294,14 @@ def distribution_row(
 
 def method_weights(
     method: str, pool: pd.DataFrame, pool_embeddings: np.ndarray, subset: pd.DataFrame, real_embeddings: np.ndarray,
-    seed: int,
+    seed: int, alignment: AlignmentSettings,
 ) -> np.ndarray:
     """The drawing weights of ``method`` on its pool: ``*_random`` and ``synalign_feedback`` uniform (the same
-    drawing rule); the rest eq. 10's weights (``synalign_mmd_paper``: the paper's linear setting, eq. 10-11)."""
+    drawing rule); the rest eq. 10's weights under the project's ``alignment`` settings (``synalign_mmd_paper``:
+    with the paper's linear setting, eq. 10-11)."""
     if method.endswith("_random") or method == "synalign_feedback":
         return np.ones(len(pool))
-    settings = AlignmentSettings(**PAPER_ALIGNMENT) if method == "synalign_mmd_paper" else AlignmentSettings()
+    settings = alignment.model_copy(update=PAPER_ALIGNMENT) if method == "synalign_mmd_paper" else alignment
     return align(pool, pool_embeddings, subset, real_embeddings, settings, seed).weights
 
 
@@ -325,6 +328,8 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
         params_tag(args.runtime_params),
     )  # fmt: skip
     methods = ["gold", *args.methods]
+    # what `kedro run` aligns with: conf/base (+ env, + --params) alignment block, on the CPU
+    alignment = AlignmentSettings.model_validate({**parameters["alignment"], "device": "cpu"})
     needed = pools_needed(methods)
     log(
         f"{dataset}: visible {len(visible)}, held out {len(heldout)}, test {len(real_test)}, "
@@ -386,7 +391,9 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                     )
                 else:
                     rows_drawn = draw_per_label(
-                        method_weights(method, drawn_from, drawn_embeddings["minilm"], subset, real_embeddings, seed),
+                        method_weights(
+                            method, drawn_from, drawn_embeddings["minilm"], subset, real_embeddings, seed, alignment
+                        ),
                         drawn_labels, args.synthetic_per_class, seed,
                     )
                     distribution = distribution_row(
