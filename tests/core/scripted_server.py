@@ -7,7 +7,8 @@ Each POST to ``/v1/chat/completions`` takes the next action from ``script`` (the
   attribute summary with every schema property filled, or ``{"labels": [...]}`` (the schema's allowed labels in
   turn);
 - ``"follow"``: like ``"ok"``, but samples start with what a feedback prompt says is missing;
-- ``"garbage"`` (no JSON), ``"truncated"`` (JSON cut in the middle), ``"empty"`` (empty content),
+- ``"garbage"`` (no JSON), ``"truncated"`` (JSON cut in the middle, as a server cuts an answer at the request's
+  ``max_tokens``: that many completion tokens, finish_reason ``length``), ``"empty"`` (empty content),
   ``"few"`` (one sample only), ``"copy"`` (copies a demonstration text from the prompt verbatim);
 - ``"429"`` / ``"500"``: that HTTP status; ``"stall"``: sleeps ``stall_seconds`` before answering ok
   (longer than the client's timeout); ``"close"``: drops the connection without answering;
@@ -177,6 +178,9 @@ class ScriptedLLMServer:
                         }
                     ),
                 }[action]()
+                completion_tokens = max(1, len(content) // 4)
+                if action == "truncated" and body.get("max_tokens"):
+                    completion_tokens = int(body["max_tokens"])
                 with server._lock:
                     if server.dead:
                         self.close_connection = True
@@ -194,13 +198,13 @@ class ScriptedLLMServer:
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": content},
-                                "finish_reason": "stop",
+                                "finish_reason": "length" if action == "truncated" else "stop",
                             }
                         ],
                         "usage": {
                             "prompt_tokens": 10,
-                            "completion_tokens": max(1, len(content) // 4),
-                            "total_tokens": 10 + len(content) // 4,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": 10 + completion_tokens,
                         },
                     },
                 )

@@ -160,6 +160,7 @@ class LLMUsage:
     transport_retries: int = 0
     failures: int = 0
     refreshed: int = 0  # calls made again for answers that had failed validation (retry_failed)
+    truncated: int = 0  # answers (cached or not) that used all of llm.max_tokens: cut off, usually invalid JSON
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
@@ -380,6 +381,7 @@ class LLMClient:
             value, error = _validate(task, cached.text)
             if not (refresh and error):
                 usage.cache_hits += 1
+                usage.truncated += int(cached.completion_tokens >= sampling["max_tokens"])
                 usage.cached_prompt_tokens += cached.prompt_tokens
                 usage.cached_completion_tokens += cached.completion_tokens
                 if cached.valid is None:  # stored before validity was recorded
@@ -404,6 +406,7 @@ class LLMClient:
             replace(call, valid=not error, attempts=attempts),
         )
         usage.calls += 1
+        usage.truncated += int(call.completion_tokens >= asked["max_tokens"])
         usage.refreshed += int(cached is not None)
         usage.prompt_tokens += call.prompt_tokens
         usage.completion_tokens += call.completion_tokens

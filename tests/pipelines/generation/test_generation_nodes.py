@@ -179,3 +179,28 @@ def test_a_method_that_keeps_too_little_fails_the_node(inputs, tmp_path):
     message = str(error.value)
     assert "'simprompt' kept 0 of 8 requested samples" in message and "generation.min_kept_share=" in message
     assert re.search(r"most common rejection \((\d+) of \1 failed calls\)", message), message  # every call failed
+    assert "cut off" not in message  # short junk is not a token-cap problem
+
+
+def test_answers_cut_off_at_max_tokens_are_counted_and_named(inputs, tmp_path):
+    """Answers that use all of llm.max_tokens (long texts, many per call: Amazon reviews at 640 tokens) are
+    counted in the usage report, and a shortfall says which setting to change."""
+    real, batches, profile, params = inputs
+    llm = {**params["llm"], "cache_dir": str(tmp_path / "cache"), "show_progress": False, "max_retries": 0}
+    llm["max_tokens"] = 96
+    with ScriptedLLMServer(script=["truncated"] * 10) as server:  # JSON cut off at the request's max_tokens
+        llm.update(base_url=server.url, structured_output="json_object")
+        with pytest.raises(GenerationShortfallError) as error:
+            generate_synthetic_pool(
+                "simprompt", profile, real, select_prompts("sst2", params),
+                {**params["generation"], "min_kept_share": 0.5}, llm, 42,
+            )
+    assert "answers were cut off at llm.max_tokens=96: raise llm.max_tokens or lower generation.n_per_call" in str(
+        error.value
+    )
+    # below the cap nothing is counted as cut off
+    generation = {**params["generation"], "min_kept_share": 0.0}
+    with ScriptedLLMServer() as server:
+        llm.update(base_url=server.url, cache_dir=str(tmp_path / "cache2"), max_tokens=4000)
+        _, usage, _ = generate_synthetic_pool("simprompt", profile, real, select_prompts("sst2", params), generation, llm, 42)
+    assert usage["truncated"] == 0 and usage["max_tokens"] == 4000 and usage["calls"] > 0

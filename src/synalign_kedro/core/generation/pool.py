@@ -104,6 +104,13 @@ def generate_pool(
         usage.cache_hits, usage.failures, usage.prompt_tokens, usage.completion_tokens,
         usage.tokens_per_second, usage.wall_seconds,
     )  # fmt: skip
+    if usage.truncated:
+        logger.warning(
+            "%s: %d of %d answers were cut off at llm.max_tokens=%d; raise llm.max_tokens or lower "
+            "generation.n_per_call (long texts need more tokens per call)",
+            method, usage.truncated, usage.calls + usage.cache_hits, client.settings.max_tokens,
+        )  # fmt: skip
+    report["max_tokens"] = client.settings.max_tokens
     check_kept_share(report, config)
     return pool, report
 
@@ -122,9 +129,16 @@ def check_kept_share(report: dict, config: MethodConfig) -> None:
         why = f"{report['duplicates_dropped']} generated samples were duplicates of others"
     else:
         why = "no call failed: the answers held fewer valid samples than asked"
+    truncated = report.get("truncated", 0)
+    cut_off = (
+        f" {truncated} answers were cut off at llm.max_tokens={report.get('max_tokens')}: raise llm.max_tokens or "
+        "lower generation.n_per_call."
+        if truncated
+        else ""
+    )
     raise GenerationShortfallError(
         f"generation method {report['method']!r} kept {kept} of {requested} requested samples, fewer than "
-        f"generation.min_kept_share={config.min_kept_share:g} of them; {why}. Check the LLM endpoint "
+        f"generation.min_kept_share={config.min_kept_share:g} of them; {why}.{cut_off} Check the LLM endpoint "
         f"(model {report['model']!r}) or raise llm.max_retries (re-asks per call)"
     )
 
