@@ -77,7 +77,12 @@ from synalign_kedro.core.fewshot import (
     nested_shots,
     paired_differences,
 )
-from synalign_kedro.core.generation import GenerationSettings, generate_pool, prompts_for_dataset
+from synalign_kedro.core.generation import (
+    GenerationSettings,
+    generate_pool,
+    llm_for_dataset,
+    prompts_for_dataset,
+)
 from synalign_kedro.core.ingestion import ingest_parts
 from synalign_kedro.core.llm_client import (
     DEFAULT_REASK,
@@ -194,7 +199,7 @@ class PoolSource:
         self.parameters, self.dataset, self.profile = parameters, dataset, profile
         self.pool_per_class, self.folder, self.tag = pool_per_class, folder, tag
         self.prompts = prompts_for_dataset(dataset, parameters)
-        self.llm = parameters["llm"]
+        self.llm = llm_for_dataset(parameters["llm"], profile)
 
     def pool(
         self,

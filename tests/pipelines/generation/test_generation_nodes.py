@@ -204,3 +204,27 @@ def test_answers_cut_off_at_max_tokens_are_counted_and_named(inputs, tmp_path):
         llm.update(base_url=server.url, cache_dir=str(tmp_path / "cache2"), max_tokens=4000)
         _, usage, _ = generate_synthetic_pool("simprompt", profile, real, select_prompts("sst2", params), generation, llm, 42)
     assert usage["truncated"] == 0 and usage["max_tokens"] == 4000 and usage["calls"] > 0
+
+
+def test_a_profile_of_long_texts_raises_max_tokens_for_its_generation_calls(inputs, tmp_path):
+    """``llm_max_tokens`` in the data set's profile (Amazon: 1400) is what the generation requests ask for when
+    llm.max_tokens is lower; a larger llm.max_tokens (``--params llm.max_tokens=...``) is kept."""
+    real, batches, profile, params = inputs
+    generation = {**params["generation"], "min_kept_share": 0.0}
+    llm = {**params["llm"], "show_progress": False, "max_tokens": 96}
+    asked = {}
+    for name, llm_max_tokens, cap in [("raised", 1400, 96), ("kept", 1400, 4000), ("none", None, 96)]:
+        with ScriptedLLMServer() as server:
+            run_llm = {**llm, "base_url": server.url, "cache_dir": str(tmp_path / name), "max_tokens": cap}
+            _, usage, _ = generate_synthetic_pool(
+                "simprompt", {**profile, "llm_max_tokens": llm_max_tokens}, real, select_prompts("sst2", params),
+                generation, run_llm, 42,
+            )
+        asked[name] = ({call["max_tokens"] for call in server.calls}, usage["max_tokens"])
+    assert asked == {"raised": ({1400}, 1400), "kept": ({4000}, 4000), "none": ({96}, 96)}
+
+
+def test_the_shipped_amazon_profile_raises_max_tokens():
+    params = load_parameters("base")
+    assert params["dataset_amazon_category"]["llm_max_tokens"] > params["llm"]["max_tokens"]
+    assert "llm_max_tokens" not in params["dataset_sst2"] and "llm_max_tokens" not in params["dataset_ag_news"]

@@ -121,3 +121,13 @@ def test_heldout_share_is_validated_in_the_profile():
     for value, problem in ((1, "less than 1"), (-0.1, "greater than or equal to 0")):
         with pytest.raises(IngestionError, match=re.escape(f"heldout_share: Input should be {problem} (got {value})")):
             resolve_dataset_profile("x", {"dataset_x": {**profile, "heldout_share": value}})
+
+
+def test_llm_max_tokens_is_validated_in_the_profile():
+    from synalign_kedro.pipelines.ingestion.nodes import resolve_dataset_profile
+
+    profile = {"train_path": "a.csv", "text_column": "text", "label_column": "label"}
+    assert resolve_dataset_profile("x", {"dataset_x": profile})["llm_max_tokens"] is None
+    assert resolve_dataset_profile("x", {"dataset_x": {**profile, "llm_max_tokens": 1400}})["llm_max_tokens"] == 1400
+    with pytest.raises(IngestionError, match=re.escape("llm_max_tokens: Input should be greater than or equal to 1 (got 0)")):
+        resolve_dataset_profile("x", {"dataset_x": {**profile, "llm_max_tokens": 0}})

@@ -20,6 +20,7 @@ from .config import (
     GenerationShortfallError,
     MethodConfig,
     PromptTemplates,
+    llm_for_dataset,
     merge_prompts,
     prompts_for_dataset,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "duplicate_key",
     "generate_pool",
     "is_placeholder",
+    "llm_for_dataset",
     "merge_prompts",
     "plan_demonstration_calls",
     "prompts_for_dataset",

@@ -130,3 +130,14 @@ def prompts_for_dataset(dataset: str, parameters: dict[str, Any]) -> PromptTempl
         raise GenerationConfigError("parameter `prompts_default` is missing (conf/base/parameters_prompts_default.yml)")
     specific = parameters[f"prompts_{dataset}"] if f"prompts_{dataset}" in parameters else None
     return merge_prompts(parameters["prompts_default"], specific)
+
+
+def llm_for_dataset(llm: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """The ``llm`` block for generation calls on one data set: ``max_tokens`` raised to the profile's
+    ``llm_max_tokens`` when that is larger (long texts: 8 of the shipped Amazon reviews take 650-950 tokens,
+    more than the 640 that fit SST-2 and AG News), never lowered, so ``--params llm.max_tokens=...`` above it
+    still applies."""
+    floor = profile.get("llm_max_tokens")
+    if floor is None or "max_tokens" in llm and llm["max_tokens"] >= floor:
+        return llm
+    return {**llm, "max_tokens": int(floor)}

@@ -12,6 +12,7 @@ from synalign_kedro.core.embedding import embed_with_settings
 from synalign_kedro.core.generation import (
     GenerationSettings,
     generate_pool,
+    llm_for_dataset,
     merge_prompts,
     prompts_for_dataset,
 )
@@ -40,6 +41,7 @@ def generate_synthetic_pool(
 ) -> tuple[pd.DataFrame, dict, dict]:
     """One method's synthetic pool, its LLM usage report, and the usage as MLflow metrics."""
     config = GenerationSettings.model_validate(generation).method_config(method, seed)
+    llm = llm_for_dataset(llm, dataset_profile)
     settings = LLMSettings.model_validate(llm)
     templates = merge_prompts(prompts, None)
     embed = None if embedding is None else partial(embed_with_settings, settings=embedding)

@@ -29,6 +29,9 @@ class DatasetProfile(BaseModel):
     description: str = ""
     labels: dict[str, str | None] | None = None
     attributes: list[str] = Field(default_factory=list)
+    llm_max_tokens: int | None = Field(
+        None, ge=1, description="generation calls on this data set ask for at least this many tokens (long texts)"
+    )
 
 
 def _validation_message(error: ValidationError) -> str:
