@@ -708,7 +708,8 @@ def main() -> int:
         }
         _atomic_write(paths["benchmark.csv"], lambda p: table.to_csv(p, index=False))
         traces = pd.DataFrame(FEEDBACK_TRACES)
-        _atomic_write(paths["benchmark_feedback_trace.csv"], lambda p: traces.to_csv(p, index=False))
+        if len(traces):  # without synalign_feedback (--methods) there is no trace to write
+            _atomic_write(paths["benchmark_feedback_trace.csv"], lambda p: traces.to_csv(p, index=False))
         zero_shot = pd.DataFrame(ZERO_SHOT_ROWS)
         if len(zero_shot):  # with --zero-shot-batch 0 an earlier run's file stays
             _atomic_write(paths["benchmark_zero_shot.csv"], lambda p: zero_shot.to_csv(p, index=False))
