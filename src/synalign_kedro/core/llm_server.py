@@ -69,6 +69,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _crash_hint(code: int) -> str:
+    """What to do when the server died of a signal at start-up (its warm-up is the first inference)."""
+    if code != -signal.SIGSEGV:
+        return ""
+    return (
+        ": a segmentation fault. A llama-server built with Intel AMX crashes this way on some CPUs "
+        "(ggml-org/llama.cpp#20824); the Makefile builds without it since this was seen: rebuild with "
+        "`rm .venv/bin/llama-server && make llama-server`, or set llm.server.backend: llama_cpp_python"
+    )
+
+
 def _new_session() -> None:  # pragma: no cover - runs in the child before exec
     os.setsid()
 
@@ -164,7 +175,7 @@ class LlamaCppServer:
                 self.process = None
                 raise LLMServerError(
                     f"llama.cpp server ({self.command()[0]}) for {self.model_path.name} exited during start-up "
-                    f"(code {code}); last log lines:\n{tail}"
+                    f"(code {code}){_crash_hint(code)}; last log lines:\n{tail}"
                 )
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
