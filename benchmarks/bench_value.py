@@ -406,7 +406,8 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                     )
                 downstream = evaluate_downstream(
                     real_embeddings, subset["label"].astype(str).tolist(), test_embeddings, test_labels, [seed],
-                    synthetic_emb=drawn_embeddings["minilm"][rows_drawn],
+                    # gold draws nothing, and with --methods one_stage_* there is no SynAlign pool to index
+                    synthetic_emb=None if method == "gold" else drawn_embeddings["minilm"][rows_drawn],
                     synthetic_labels=drawn_labels[rows_drawn].tolist(), resample="none", C=CLASSIFIER_C,
                     max_iter=2000,
                 )  # fmt: skip
