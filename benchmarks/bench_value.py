@@ -411,7 +411,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                     synthetic_labels=drawn_labels[rows_drawn].tolist(), resample="none", C=CLASSIFIER_C,
                     max_iter=2000,
                 )  # fmt: skip
-                tokens = answer_tokens(drawn_usage)
+                tokens = answer_tokens(drawn_usage) if drawn_usage else 0  # gold without a SynAlign pool
                 rows.append(
                     {
                         "dataset": dataset, "shots": shots, "seed": seed, "method": method,
