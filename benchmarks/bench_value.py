@@ -390,7 +390,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                 drawn_embeddings = pool_embeddings.get(source_name, {})
                 drawn_labels = drawn_from["label"].astype(str).to_numpy()
                 if method == "gold":
-                    rows_drawn = np.zeros(0, dtype=np.int64)
+                    rows_drawn, synthetic_emb = np.zeros(0, dtype=np.int64), None  # draws from no pool
                     distribution = distribution_row(
                         {s: embed(subset["text"], s) for s in spaces}, heldout_embeddings, bandwidths, seed
                     )
@@ -401,13 +401,13 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                         ),
                         drawn_labels, args.synthetic_per_class, seed,
                     )
+                    synthetic_emb = drawn_embeddings["minilm"][rows_drawn]
                     distribution = distribution_row(
                         {s: drawn_embeddings[s][rows_drawn] for s in spaces}, heldout_embeddings, bandwidths, seed
                     )
                 downstream = evaluate_downstream(
                     real_embeddings, subset["label"].astype(str).tolist(), test_embeddings, test_labels, [seed],
-                    # gold draws nothing, and with --methods one_stage_* there is no SynAlign pool to index
-                    synthetic_emb=None if method == "gold" else drawn_embeddings["minilm"][rows_drawn],
+                    synthetic_emb=synthetic_emb,
                     synthetic_labels=drawn_labels[rows_drawn].tolist(), resample="none", C=CLASSIFIER_C,
                     max_iter=2000,
                 )  # fmt: skip
