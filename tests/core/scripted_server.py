@@ -1,6 +1,8 @@
 """A tiny scripted OpenAI-compatible chat server for tests (never used by the product).
 
-Each POST to ``/v1/chat/completions`` takes the next action from ``script`` (then ``default``):
+Each POST to ``/v1/chat/completions`` takes its action from ``route(body)`` when that is set and returns one,
+else the next action from ``script`` (then ``default``). ``script`` goes by arrival order, which threads of a
+concurrent client do not keep; a test that needs a given task to get a given answer routes by the request.
 
 - ``"ok"``: a valid answer built from the request (the ``response_format`` schema when present, else the
   prompt): ``{"samples": [...]}`` with the asked number of distinct texts, ``{"values": [...]}``, or an
@@ -29,6 +31,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -92,8 +95,10 @@ class ScriptedLLMServer:
         default: str = "ok",
         stall_seconds: float = 5.0,
         delay: float = 0.0,
+        route: Callable[[dict], str | None] | None = None,
     ):
         self.script = list(script or [])
+        self.route = route
         self.default = default
         self.stall_seconds = stall_seconds
         self.delay = delay
@@ -118,7 +123,9 @@ class ScriptedLLMServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
                     server.calls.append(body)
-                    action = server.script.pop(0) if server.script else server.default
+                    action = server.route(body) if server.route else None
+                    if action is None:
+                        action = server.script.pop(0) if server.script else server.default
                     server.actions.append(action)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
