@@ -385,7 +385,8 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
             real_embeddings = embed(subset["text"], "minilm")
 
             for method in methods:
-                source_name = POOL_OF.get(method, "synalign")
+                source_name = "" if method == "gold" else POOL_OF.get(method, "synalign")
+                # gold draws from no pool: its row says 0 pool rows and 0 tokens
                 drawn_from, drawn_usage = pools.get(source_name, (pd.DataFrame({"label": [], "synthetic_id": []}), {}))
                 drawn_embeddings = pool_embeddings.get(source_name, {})
                 drawn_labels = drawn_from["label"].astype(str).to_numpy()
@@ -411,7 +412,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                     synthetic_labels=drawn_labels[rows_drawn].tolist(), resample="none", C=CLASSIFIER_C,
                     max_iter=2000,
                 )  # fmt: skip
-                tokens = answer_tokens(drawn_usage) if drawn_usage else 0  # gold without a SynAlign pool
+                tokens = answer_tokens(drawn_usage) if drawn_usage else 0
                 rows.append(
                     {
                         "dataset": dataset, "shots": shots, "seed": seed, "method": method,
@@ -419,7 +420,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                         "n_distinct_synthetic": len(set(drawn_from["synthetic_id"].iloc[rows_drawn])),
                         "accuracy": downstream["accuracy"], "macro_f1": downstream["macro_f1"],
                         **distribution,
-                        "pool": "" if method == "gold" else source_name,
+                        "pool": source_name,
                         "pool_size": len(drawn_from), "pool_tokens": tokens,
                         "pool_generation_s": drawn_usage.get("benchmark_wall_s", np.nan),
                         "tokens_per_kept_sample": tokens / len(drawn_from) if len(drawn_from) else np.nan,
@@ -664,6 +665,8 @@ def main() -> int:
     os.chdir(ROOT)  # relative paths of conf/ (cache, models) are the project's
 
     started = time.perf_counter()
+    # the code that runs is the one checked out now: later commits during a long run do not change it
+    commit_at_start = git_commit()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -695,7 +698,7 @@ def main() -> int:
             "command": "python "
             + " ".join(shlex.quote(a) for a in ["benchmarks/bench_value.py", *sys.argv[1:]]),
             "arguments": vars(args),
-            "commit": git_commit(),
+            "commit": commit_at_start,
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_s": round(time.perf_counter() - started, 1),
             "llm_model": parameters["llm"]["model"],
