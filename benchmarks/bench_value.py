@@ -445,6 +445,8 @@ def plot(table: pd.DataFrame, differences: pd.DataFrame, path: Path) -> None:
         top, bottom = axes[0][column], axes[1][column]
         for offset, method in enumerate(METHODS):
             rows = part[part["method"] == method]
+            if rows.empty:  # not run: no line, no legend entry
+                continue
             shots = sorted(rows["shots"].unique())
             stats = [mean_interval(rows.loc[rows["shots"] == s, "accuracy"]) for s in shots]
             x = np.array(shots, dtype=float) * (1 + 0.04 * (offset - 1.5))
@@ -452,7 +454,13 @@ def plot(table: pd.DataFrame, differences: pd.DataFrame, path: Path) -> None:
                          capsize=3, label=method, color=f"C{offset}")  # fmt: skip
             if method == "gold":
                 continue
-            diff = differences[(differences["dataset"] == dataset) & (differences["method"] == method)]
+            # accuracy only: the file also holds macro-F1 differences, which once drew a zig-zag through both
+            diff = differences[
+                (differences["dataset"] == dataset)
+                & (differences["method"] == method)
+                & (differences["metric"] == "accuracy")
+                & (differences["baseline"] == "gold")
+            ]
             diff = diff.sort_values("shots")
             bottom.errorbar(
                 diff["shots"].to_numpy(dtype=float) * (1 + 0.04 * (offset - 2)), diff["mean_difference"],
