@@ -22,7 +22,9 @@ about serving, batches of ``max_demonstrations`` texts per label are drawn with 
 
 Printed per server: wall seconds (generation only, the server already up), valid samples/s (rows of the
 pool: validated, deduplicated), completion tokens/s (all completion tokens / wall), the share of answers
-that validate ((tasks - failed tasks) / answers), calls and re-asks; then the ratio. Last line: JSON with
+that validate ((tasks - failed tasks) / answers), calls and re-asks; for ``llama-server``, the share of the time
+that 4, 3, 2 or 1 slots were busy (from its log: what the slots do not overlap runs one sequence at a time);
+then the ratio. Last line: JSON with
 ``valid_samples_per_s_old``, ``valid_samples_per_s_new``, ``speedup``, ``valid_share_old``,
 ``valid_share_new`` and the rest.
 """
@@ -84,6 +86,10 @@ def run_one(name: str, llm: dict, inputs: dict) -> dict:
             client, inputs["config"], inputs["prompts"], inputs["profile"], inputs["real_train"], inputs["batches"]
         )
         wall = time.perf_counter() - started
+        # llama-server's own log: how long 4, 3, 2 or 1 slots were busy (llama-cpp-python's server logs no slots)
+        occupancy = {}
+        for server in llm_server.running_servers():
+            occupancy.update(llm_server.slot_occupancy(server.log_path.read_text(errors="replace")))
     finally:
         cache.close()
         llm_server.stop_all()
@@ -108,6 +114,7 @@ def run_one(name: str, llm: dict, inputs: dict) -> dict:
         "valid_share": round(valid_answers / answers, 3) if answers else 0.0,
         "load_avg_1min_before": round(load_before, 2),
         "load_avg_1min_after": round(os.getloadavg()[0], 2),
+        "slot_seconds": {f"{busy}_busy": seconds for busy, seconds in occupancy.items()},
     }
     print(
         f"{name:>3} ({result['backend']}, concurrency {result['concurrency']}): {wall:.0f} s, "
@@ -117,6 +124,13 @@ def run_one(name: str, llm: dict, inputs: dict) -> dict:
         f"valid share {result['valid_share']:.2f}, load {result['load_avg_1min_before']}->{result['load_avg_1min_after']}",
         flush=True,
     )
+    if occupancy:
+        span = sum(occupancy.values())
+        print(
+            f"{name:>3} slots busy (share of {span:.0f} s from the first request to the last answer): "
+            + ", ".join(f"{busy}: {seconds / span:.0%}" for busy, seconds in sorted(occupancy.items(), reverse=True)),
+            flush=True,
+        )
     if result["cache_hits"]:
         raise RuntimeError(f"{name}: {result['cache_hits']} cache hits in a fresh cache: the benchmark is not clean")
     return result
@@ -194,7 +208,8 @@ def main() -> int:
     summary = {**header}
     for name, result in results.items():
         for key in ("valid_samples_per_s", "completion_tokens_per_s", "valid_share", "wall_s", "valid_samples",
-                    "answers", "failed_tasks", "concurrency", "load_avg_1min_before", "load_avg_1min_after"):  # fmt: skip
+                    "answers", "failed_tasks", "concurrency", "load_avg_1min_before", "load_avg_1min_after",
+                    "slot_seconds"):  # fmt: skip
             summary[f"{key}_{name}"] = result[key]
     if {"old", "new"} <= results.keys():
         old, new = results["old"], results["new"]

@@ -128,7 +128,34 @@ def test_llama_server_enforces_the_json_schema_and_drops_abandoned_requests():
             busy = any(slot.get("is_processing") for slot in json.loads(response.read()))
         time.sleep(0.2)
     assert not busy, "the abandoned request is still being generated"
+    # the pinned llama-server's log has the slot lines slot_occupancy reads: three requests, one at a time
+    (server,) = [s for s in llm_server.running_servers() if s.base_url == endpoint.base_url]
+    occupancy = llm_server.slot_occupancy(server.log_path.read_text(errors="replace"))
+    assert set(occupancy) == {1} and occupancy[1] > 1.0, occupancy
     llm_server.stop_all()
+
+
+SLOT_LOG = """\
+0.01.800.000 I slot launch_slot_: id  3 | task 1 | processing task, is_child = 0
+0.01.900.000 I srv  update_slots: something else at the same time
+0.05.800.000 I slot launch_slot_: id  2 | task 0 | processing task, is_child = 0
+0.05.800.500 I slot launch_slot_: id  1 | task 3 | processing task, is_child = 0
+0.22.300.000 I slot print_timing: id  1 | task 3 | prompt eval time =   11723.87 ms /   418 tokens
+0.22.300.000 I slot      release: id  1 | task 3 | stop processing: n_tokens = 457, truncated = 0
+1.02.300.000 I slot      release: id  3 | task 1 | stop processing: n_tokens = 412, truncated = 0
+1.05.000.000 I slot launch_slot_: id  0 | task 9 | processing task, is_child = 0
+1.10.000.000 I slot      release: id  0 | task 9 | stop processing: n_tokens = 40, truncated = 0
+1.12.000.000 I slot      release: id  2 | task 0 | stop processing: n_tokens = 40, truncated = 0
+"""
+
+
+def test_slot_occupancy_counts_the_seconds_with_k_slots_busy():
+    occupancy = llm_server.slot_occupancy(SLOT_LOG)
+    # 1.8-5.8 one slot; 5.8-5.8005 two; 5.8005-22.3 three; 22.3-62.3 two; 62.3-65 one; 65-70 two; 70-72 one
+    expected = {1: 4.0 + 2.7 + 2.0, 2: 0.0005 + 40.0 + 5.0, 3: 22.3 - 5.8005}
+    assert occupancy == pytest.approx(expected, abs=1e-3)
+    assert sum(occupancy.values()) == pytest.approx(72.0 - 1.8, abs=1e-3)  # first start to last end
+    assert llm_server.slot_occupancy("no slot lines here") == {}
 
 
 def test_backend_choice_and_a_missing_binary_is_explained(monkeypatch, tmp_path):

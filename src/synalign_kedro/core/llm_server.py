@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -369,6 +370,38 @@ def embedded_endpoint(
         return Endpoint(
             base_url=server.base_url, model=server.alias, identity=f"embedded:{model_identity(path)}", max_concurrency=slots
         )
+
+
+def running_servers() -> list[LlamaCppServer]:
+    """The embedded servers this process started and has not stopped."""
+    with _LOCK:
+        return list(_SERVERS.values())
+
+
+# llama-server's log: "<minutes>.<seconds>.<milliseconds>.<microseconds> I slot launch_slot_: id  3 | task 1 | ..."
+# at the start of a request, "... I slot      release: id  1 | ..." at its end
+_SLOT_EVENT = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) I slot +(launch_slot_|release):", re.MULTILINE)
+
+
+def slot_occupancy(log_text: str) -> dict[int, float]:
+    """Seconds during which k of ``llama-server``'s slots were busy (k -> seconds), read from its log.
+
+    From the first request's start to the last one's end. With 4 slots on a CPU, what the slots do not overlap
+    (a stage's last answers, a lone re-ask) runs at one sequence per forward pass: this says how much of a run
+    that is. Empty when the log has no slot lines (llama-cpp-python's server writes none)."""
+    events = sorted(
+        (
+            int(minutes) * 60 + int(seconds) + int(milliseconds) / 1e3 + int(microseconds) / 1e6,
+            1 if kind == "launch_slot_" else -1,
+        )
+        for minutes, seconds, milliseconds, microseconds, kind in _SLOT_EVENT.findall(log_text)
+    )
+    occupancy: dict[int, float] = {}
+    busy, previous = 0, events[0][0] if events else 0.0
+    for when, change in events:
+        occupancy[busy] = occupancy.get(busy, 0.0) + when - previous
+        busy, previous = max(0, busy + change), when
+    return {k: round(v, 3) for k, v in sorted(occupancy.items()) if v > 0}
 
 
 def stop_all() -> None:
