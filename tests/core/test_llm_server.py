@@ -128,10 +128,11 @@ def test_llama_server_enforces_the_json_schema_and_drops_abandoned_requests():
             busy = any(slot.get("is_processing") for slot in json.loads(response.read()))
         time.sleep(0.2)
     assert not busy, "the abandoned request is still being generated"
-    # the pinned llama-server's log has the slot lines slot_occupancy reads: three requests, one at a time
+    # the pinned llama-server's log has the slot lines slot_occupancy reads: three requests, one at a time (and
+    # the moments between them, when no slot is busy)
     (server,) = [s for s in llm_server.running_servers() if s.base_url == endpoint.base_url]
     occupancy = llm_server.slot_occupancy(server.log_path.read_text(errors="replace"))
-    assert set(occupancy) == {1} and occupancy[1] > 1.0, occupancy
+    assert max(occupancy) == 1 and occupancy[1] > 1.0, occupancy
     llm_server.stop_all()
 
 
