@@ -100,8 +100,9 @@ METHODS = (
     "gold", "synalign_random", "synalign_mmd", "synalign_mmd_paper", "synalign_feedback", "synalign_feedback_mmd",
     "one_stage_random", "one_stage_mmd",
 )  # fmt: skip
-# the pool each method draws from (the rest: the SynAlign two-stage pool)
+# the pool each method draws from (the rest: the SynAlign two-stage pool); gold draws from none ("")
 POOL_OF = {
+    "gold": "",
     "synalign_feedback": "synalign_feedback",
     "synalign_feedback_mmd": "synalign_feedback",
     "one_stage_random": "synalign_one_stage",
@@ -168,7 +169,7 @@ def params_tag(runtime_params: dict) -> str:
 
 def pools_needed(methods: list[str]) -> list[str]:
     """The pools ``methods`` draw from; the feedback pool's token budget is the SynAlign pool's, so it needs that."""
-    needed = {POOL_OF.get(method, "synalign") for method in methods if method != "gold"}
+    needed = {POOL_OF.get(method, "synalign") for method in methods} - {""}
     if "synalign_feedback" in needed:
         needed.add("synalign")
     return [pool for pool in ("synalign", "synalign_feedback", "synalign_one_stage") if pool in needed]
@@ -385,8 +386,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
             real_embeddings = embed(subset["text"], "minilm")
 
             for method in methods:
-                source_name = "" if method == "gold" else POOL_OF.get(method, "synalign")
-                # gold draws from no pool: its row says 0 pool rows and 0 tokens
+                source_name = POOL_OF.get(method, "synalign")  # gold: "", no pool, so 0 pool rows and 0 tokens
                 drawn_from, drawn_usage = pools.get(source_name, (pd.DataFrame({"label": [], "synthetic_id": []}), {}))
                 drawn_embeddings = pool_embeddings.get(source_name, {})
                 drawn_labels = drawn_from["label"].astype(str).to_numpy()

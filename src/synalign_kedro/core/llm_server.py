@@ -386,9 +386,10 @@ _SLOT_EVENT = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) I slot +(launch_slot_|rel
 def slot_occupancy(log_text: str) -> dict[int, float]:
     """Seconds during which k of ``llama-server``'s slots were busy (k -> seconds), read from its log.
 
-    From the first request's start to the last one's end; 0 is the time between requests. With 4 slots on a CPU, what the slots do not overlap
-    (a stage's last answers, a lone re-ask) runs at one sequence per forward pass: this says how much of a run
-    that is. Empty when the log has no slot lines (llama-cpp-python's server writes none)."""
+    From the first request's start to the last one's end; 0 is the time between requests. With 4 slots on a
+    CPU, what the slots do not overlap (a stage's last answers, a lone re-ask) runs at one sequence per forward
+    pass: this says how much of a run that is. Empty when the log has no slot lines (llama-cpp-python's server
+    writes none)."""
     events = sorted(
         (
             int(minutes) * 60 + int(seconds) + int(milliseconds) / 1e3 + int(microseconds) / 1e6,
