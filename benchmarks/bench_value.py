@@ -4,6 +4,12 @@ to held-out real data than ``synalign_random``, and does ``synalign_feedback`` b
     make bench-value                                   # the default run below, results in data/08_reporting
     python benchmarks/bench_value.py --datasets sst2 --shots 8 --seeds 0   # a quick look
     python benchmarks/bench_value.py --publish         # also copies the results to docs/results/
+    python benchmarks/bench_value.py --methods synalign_random synalign_mmd synalign_feedback one_stage_random
+
+The default (3 shipped sets x shots 8 32 x seeds 0 1 2, the SynAlign pool's variants, :data:`DATASET_BUDGETS`
+rows per class, the zero-shot row on 200 test texts) is sized to about 90 minutes on 2 cores with
+llama-server and an empty cache; ``synalign_feedback`` and the one-stage pool each add a pool per data set x
+seed, so they are asked for with ``--methods``.
 
 For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<set>``):
 
@@ -11,7 +17,7 @@ For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<
    (``--heldout-share`` of each class of ``train.csv``, one fixed split, seed 0: never fitted on), what the method may see (the rest), and
    ``test.csv`` (the classifier's test set). From the visible part, ``shots`` rows per class, nested across
    shots for one seed.
-2. One SynAlign pool per data set x seed (``--pool-per-class`` rows per class): the GP tracker (Algorithm 1)
+2. One SynAlign pool per data set x seed (``--pool-per-class`` rows per class, default per data set): the GP tracker (Algorithm 1)
    picks demonstration batches among the *smallest* shots subset, then the two-stage generation (eq. 6-7)
    with the project's prompts, LLM settings, cache and validation (``conf/``). The pool is generated once
    and serves every shots value of the seed (the generator sees ``min(shots)`` examples per class: the cost
@@ -26,7 +32,8 @@ For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<
    cached or not: equal tokens), and ``synalign_feedback_mmd`` (that pool weighted as ``synalign_mmd``: both
    corrections); ``one_stage_random`` / ``one_stage_mmd``: the same two rules on a ``synalign_one_stage`` pool of
    the same rows asked (table 4). ``gold`` = the shots subset alone. Per data set, the LLM zero-shot row (table 1:
-   the generator labels ``test.csv`` itself, ``core/zero_shot.py``) goes to ``benchmark_zero_shot.csv``.
+   the generator labels ``--zero-shot-rows`` texts of ``test.csv`` itself, ``core/zero_shot.py``) goes to
+   ``benchmark_zero_shot.csv``.
 4. Scores: accuracy and macro-F1 on the full ``test.csv`` of a logistic regression on MiniLM embeddings,
    ``C`` fixed in advance (1.0, the project default; nothing is chosen on the test set), trained on the shots
    subset + the variant; distribution metrics of the variant (gold: of the shots subset) against ``heldout``
@@ -108,6 +115,19 @@ POOL_OF = {
     "one_stage_random": "synalign_one_stage",
     "one_stage_mmd": "synalign_one_stage",
 }
+# Per data set, what the default run makes and draws (``--pool-per-class``/``--synthetic-per-class`` set one
+# value for all): sized so that the default run of the three shipped sets takes about 90 minutes on 2 cores with
+# llama-server (issue 13; measured in docs/results/bench_value_default/). Amazon has 24 classes of ~500-character
+# reviews: a pool row costs ~500 tokens there against ~150 on SST-2, so it gets fewer rows per class.
+DATASET_BUDGETS = {
+    "sst2": {"pool_per_class": 16, "synthetic_per_class": 8},
+    "ag_news": {"pool_per_class": 16, "synthetic_per_class": 8},
+    "amazon_category": {"pool_per_class": 6, "synthetic_per_class": 3},
+}
+OTHER_BUDGET = {"pool_per_class": 16, "synthetic_per_class": 8}  # a data set not listed above
+# the default variants: those of the SynAlign pool (one pool per data set x seed); synalign_feedback and the
+# one-stage pool (table 4) each cost a pool more, so they are asked for with --methods
+DEFAULT_METHODS = ["synalign_random", "synalign_mmd", "synalign_mmd_paper"]
 PAPER_ALIGNMENT = {"projection": "linear", "n_projections": 100, "per_label": False}
 SKIPPED: list[
     str
@@ -125,6 +145,8 @@ OUTPUTS = (
 )
 # the LLM as the classifier (table 1's "LLM zero-shot" row), one row per data set
 ZERO_SHOT_ROWS: list[dict] = []
+# the pool and synthetic rows per class each data set ran with (said in the meta file)
+BUDGETS: dict[str, dict] = {}
 # the pipeline's rule for the one MMD bandwidth: the median pairwise distance of the held-out rows
 CPU_MEDIAN_MMD = EvaluationSettings(mmd={"bandwidth": "median", "device": "cpu"})
 CLASSIFIER_C = 1.0  # fixed in advance: the project's default (conf/base/parameters_evaluation.yml)
@@ -265,9 +287,28 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(partial, path)
 
 
+def dataset_budget(dataset: str, args) -> dict:
+    """Pool rows and synthetic rows per class for ``dataset``: :data:`DATASET_BUDGETS`, unless the command line
+    sets them for every data set."""
+    budget = dict(DATASET_BUDGETS.get(dataset, OTHER_BUDGET))
+    for key in budget:
+        if getattr(args, key) is not None:
+            budget[key] = getattr(args, key)
+    return budget
+
+
+def zero_shot_sample(real_test: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """``rows`` test rows drawn once with seed 0 (in their file order), or the whole test set when ``rows`` is 0
+    or not smaller: the LLM labels ~1 text per second on 2 cores, so the default run asks it for a sample."""
+    if rows <= 0 or rows >= len(real_test):
+        return real_test
+    return real_test.sample(rows, random_state=0).sort_index()
+
+
 def zero_shot_row(dataset: str, profile: dict, real_test: pd.DataFrame, llm: dict, batch_size: int) -> dict:
-    """The generator LLM labels the whole real test set itself (no real example in the prompt, temperature 0):
-    table 1's "LLM zero-shot" row. Calls go through the project's client and cache (a re-run asks nothing)."""
+    """The generator LLM labels the real test texts it is given itself (no real example in the prompt,
+    temperature 0): table 1's "LLM zero-shot" row. Calls go through the project's client and cache (a re-run
+    asks nothing)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     started = time.perf_counter()
@@ -325,12 +366,19 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
     heldout_embeddings = {space: embed(heldout["text"], space) for space in spaces}
     bandwidths = {space: heldout_bandwidth(heldout_embeddings[space], CPU_MEDIAN_MMD, seed=0) for space in spaces}
     test_embeddings = embed(real_test["text"], "minilm")
+    budget = dataset_budget(dataset, args)
+    BUDGETS[dataset] = budget
     if args.zero_shot_batch > 0:
-        ZERO_SHOT_ROWS.append(zero_shot_row(dataset, profile, real_test, parameters["llm"], args.zero_shot_batch))
+        ZERO_SHOT_ROWS.append(
+            zero_shot_row(
+                dataset, profile, zero_shot_sample(real_test, args.zero_shot_rows), parameters["llm"],
+                args.zero_shot_batch,
+            )
+        )  # fmt: skip
         log(f"{dataset}: LLM zero-shot {ZERO_SHOT_ROWS[-1]}")
     test_labels = real_test["label"].astype(str).tolist()
     source = PoolSource(
-        parameters, dataset, profile, args.pool_per_class, ROOT / "data/03_primary/bench_value",
+        parameters, dataset, profile, budget["pool_per_class"], ROOT / "data/03_primary/bench_value",
         params_tag(args.runtime_params),
     )  # fmt: skip
     methods = ["gold", *args.methods]
@@ -400,7 +448,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                         method_weights(
                             method, drawn_from, drawn_embeddings["minilm"], subset, real_embeddings, seed, alignment
                         ),
-                        drawn_labels, args.synthetic_per_class, seed,
+                        drawn_labels, budget["synthetic_per_class"], seed,
                     )
                     synthetic_emb = drawn_embeddings["minilm"][rows_drawn]
                     distribution = distribution_row(
@@ -643,8 +691,13 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", default=["sst2", "ag_news", "amazon_category"])
     parser.add_argument("--shots", nargs="+", type=int, default=[8, 32], help="real examples per class")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of the real subsets")
-    parser.add_argument("--pool-per-class", type=int, default=16, help="SynAlign pool rows per class")
-    parser.add_argument("--synthetic-per-class", type=int, default=8, help="zeta per class, every variant")
+    parser.add_argument(
+        "--pool-per-class", type=int, help="pool rows per class, every data set (default: DATASET_BUDGETS)"
+    )
+    parser.add_argument(
+        "--synthetic-per-class", type=int,
+        help="zeta per class, every variant and data set (default: DATASET_BUDGETS)",
+    )  # fmt: skip
     parser.add_argument("--heldout-share", type=float, default=0.5, help="share of train.csv held out")
     parser.add_argument("--spaces", nargs="+", choices=sorted(SPACES), default=["minilm", "mpnet"])
     parser.add_argument("--env", default="local", help="conf/<env> over conf/base, as kedro run --env")
@@ -654,7 +707,11 @@ def main() -> int:
         "--zero-shot-batch", type=int, default=10, help="test texts per LLM zero-shot call; 0 = no zero-shot row"
     )
     parser.add_argument(
-        "--methods", nargs="+", choices=METHODS[1:], default=list(METHODS[1:]),
+        "--zero-shot-rows", type=int, default=200,
+        help="test texts the LLM zero-shot row labels (drawn with seed 0); 0 = the whole test set",
+    )  # fmt: skip
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS[1:], default=DEFAULT_METHODS,
         help="synthetic variants (gold always); only the pools they draw from are generated",
     )
     parser.add_argument(
@@ -718,6 +775,7 @@ def main() -> int:
             "python": platform.python_version(),
             "rows": len(table),
             "skipped": SKIPPED,
+            "budgets": BUDGETS,
         }
         _atomic_write(paths["benchmark.csv"], lambda p: table.to_csv(p, index=False))
         traces = pd.DataFrame(FEEDBACK_TRACES)
