@@ -332,3 +332,36 @@ def test_profile_without_labels_uses_the_real_labels(sst2_conf, real_train, tmp_
             None,
         )
     assert set(pool.label) == {"positive", "negative"}
+
+
+def test_synalign_sends_a_batchs_samples_calls_as_soon_as_its_summary_is_in(
+    sst2_conf, real_train, batches, tmp_path
+):
+    """Stage 2 of a batch does not wait for the other batches' summaries (one LLM run, no stage barrier); the
+    pool is the same as one request at a time, where the requests keep the order stage 1 then stage 2."""
+    prompts, profile = sst2_conf
+    config = MethodConfig(method="synalign", n_samples=24, n_per_call=4)
+    first_text = batches.loc[0, "texts"][0]
+
+    def is_samples(body) -> bool:
+        return '"samples"' in body["messages"][-1]["content"]
+
+    def route(body):  # batch 0's summary takes 2 s
+        return "stall" if not is_samples(body) and first_text in body["messages"][-1]["content"] else None
+
+    pools, reports, orders = {}, {}, {}
+    for concurrency in (1, 4):
+        with ScriptedLLMServer(route=route, stall_seconds=2.0) as server:
+            client = client_for(server, tmp_path / str(concurrency), max_concurrency=concurrency, timeout=30)
+            pools[concurrency], reports[concurrency] = generate_pool(
+                client, config, prompts, profile, real_train, batches
+            )
+            orders[concurrency] = [is_samples(body) for body in server.answered]
+    n_summaries = orders[1].count(False)
+    assert orders[1] == [False] * n_summaries + [True] * 6  # 6 stage-2 calls after every summary
+    assert orders[4].index(False, orders[4].index(True)) > 0  # a summary (batch 0's) answered after samples
+    pd.testing.assert_frame_equal(pools[1].drop(columns="model"), pools[4].drop(columns="model"))  # model: the URL
+    assert len(pools[4]) == 24 and set(pools[4].batch_id) <= set(batches.batch_id)
+    for report in reports.values():  # usage per stage, though the stages overlap
+        assert report["stages"]["stage1"]["tasks"] == n_summaries and report["stages"]["stage2"]["tasks"] == 6
+        assert report["calls"] == n_summaries + 6 and report["failures"] == []

@@ -305,3 +305,46 @@ def test_progress_counts_answers_when_the_schema_asks_no_list(server, tmp_path, 
     client, _ = make_client(server, tmp_path, show_progress=True)
     client.run(tasks, description="synalign:stage1")
     assert "kept 3/3 answers" in caplog.records[-1].getMessage()
+
+
+def _then_next(seen: list):
+    """A ``then`` that gives each first task one follow-up ``<id>-next`` and records what it was called with."""
+
+    def then(index, result, usage):
+        seen.append((index, result.task_id, usage.calls))
+        return [] if result.task_id.endswith("-next") else [sample_task(f"{result.task_id}-next")]
+
+    return then
+
+
+def test_follow_ups_join_the_run_as_soon_as_their_task_is_answered(tmp_path):
+    # "slow" stalls 2 s; with 2 slots, "fast"'s follow-up is sent and answered meanwhile (no stage barrier)
+    def route(body):
+        return "stall" if "texts for slow." in body["messages"][-1]["content"] else None
+
+    with ScriptedLLMServer(route=route, stall_seconds=2.0) as server:
+        client, cache = make_client(server, tmp_path, max_concurrency=2, timeout=30.0)
+        seen: list = []
+        results, usage = client.run([sample_task("slow"), sample_task("fast")], then=_then_next(seen))
+        answered = [re.search(r"texts for ([\w-]+)\.", b["messages"][-1]["content"]).group(1) for b in server.answered]
+        # a re-run (same endpoint: the cache identity) replays every answer, follow-ups included, and asks nothing
+        client2, _ = make_client(server, tmp_path, max_concurrency=2, timeout=30.0)
+        again, usage2 = client2.run([sample_task("slow"), sample_task("fast")], then=_then_next([]))
+        assert len(server.calls) == 4
+    assert [r.task_id for r in results] == ["slow", "fast", "fast-next", "slow-next"]  # tasks, then added order
+    assert all(r.ok for r in results) and usage.calls == 4 and len(cache) == 4
+    assert answered.index("fast-next") < answered.index("slow")
+    # then() gets each task's index and its own usage (one call each), follow-ups included
+    assert [(i, task_id) for i, task_id, _ in seen] == [(1, "fast"), (2, "fast-next"), (0, "slow"), (3, "slow-next")]
+    assert all(calls == 1 for *_, calls in seen)
+    assert [r.task_id for r in again] == ["slow", "fast", "slow-next", "fast-next"]
+    assert usage2.calls == 0 and usage2.cache_hits == 4
+    assert {r.task_id: r.value for r in again} == {r.task_id: r.value for r in results}
+
+
+def test_follow_ups_one_request_at_a_time_come_after_every_first_task(server, tmp_path):
+    client, _ = make_client(server, tmp_path)  # max_concurrency 1
+    results, _ = client.run([sample_task(f"t{i}", offset=i) for i in range(3)], then=_then_next([]))
+    asked = [re.search(r"texts for ([\w-]+)\.", b["messages"][-1]["content"]).group(1) for b in server.calls]
+    assert asked == ["t0", "t1", "t2", "t0-next", "t1-next", "t2-next"]  # the order of two separate runs
+    assert [r.task_id for r in results] == asked

@@ -140,6 +140,9 @@ class TaskResult:
     tokens: int = 0
 
 
+# run(then=...): (index of the task, its result, its usage) -> the tasks that follow from it
+FollowUps = Callable[[int, "TaskResult", "LLMUsage"], list[ChatTask]]
+
 ANSWER_TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "cached_completion_tokens")
 
 
@@ -469,33 +472,49 @@ class LLMClient:
         return result, usage
 
     # ----------------------------------------------------------------- batch
-    def run(self, tasks: list[ChatTask], description: str = "llm") -> tuple[list[TaskResult], LLMUsage]:
-        """Run ``tasks`` (results in task order): cached ones replayed, the rest sent concurrently."""
+    def run(
+        self, tasks: list[ChatTask], description: str = "llm", then: FollowUps | None = None
+    ) -> tuple[list[TaskResult], LLMUsage]:
+        """Run ``tasks`` (results in task order): cached ones replayed, the rest sent concurrently.
+
+        ``then(index, result, usage)`` is called (in this thread) as each task's result comes in, with that
+        task's own usage, and returns the tasks that follow from it (e.g. the samples calls of a summary): they
+        join this run at once, so a second stage starts on the slots that the first stage's last answers leave
+        idle instead of waiting for the slowest of them. Their results follow ``tasks`` in the order they were
+        added (which varies with concurrency: key them by ``task_id``); ``then`` is called for them too.
+        """
         started = time.perf_counter()
         self._trace_name = description  # "<method>:<stage>", the traces' name
+        tasks = list(tasks)  # follow-ups are appended
         total = LLMUsage()
         results: dict[int, TaskResult] = {}
         pending: list[int] = []
-        for index, task in enumerate(tasks):  # pass 1: cache only, in this thread
+        index = 0
+        while index < len(tasks):  # pass 1: cache only, in this thread (a cached answer's follow-ups too)
             try:
-                result, usage = self._run_task(task, network=False)
+                result, usage = self._run_task(tasks[index], network=False)
             except _NeedsNetwork:
                 pending.append(index)
-                continue
-            results[index] = result
-            total.add(usage)
+            else:
+                results[index] = result
+                total.add(usage)
+                if then is not None:
+                    tasks.extend(then(index, result, usage))
+            index += 1
         progress = _Progress(description, tasks, results, total, enabled=self.settings.show_progress)
         try:
             if pending:
                 self._ensure_endpoint()  # may start the embedded server: this thread only
                 progress.start()
-                self._run_pending(tasks, pending, results, total, progress)
+                self._run_pending(tasks, pending, results, total, progress, then)
         finally:
             progress.close()
             total.wall_seconds += time.perf_counter() - started
         return [results[i] for i in range(len(tasks))], total
 
-    def _run_pending(self, tasks, pending, results, total: LLMUsage, progress: _Progress) -> None:
+    def _run_pending(
+        self, tasks, pending, results, total: LLMUsage, progress: _Progress, then: FollowUps | None
+    ) -> None:
         pool = self._pool
         assert pool is not None
 
@@ -503,19 +522,27 @@ class LLMClient:
             self._local.pool = pool  # this run's pool, even if a later run gets a fresh one
             return index, *self._run_task(tasks[index], network=True)
 
-        def record(index: int, result: TaskResult, usage: LLMUsage) -> None:
+        def record(index: int, result: TaskResult, usage: LLMUsage) -> list[int]:
+            """Keep a result; the indices of the tasks that follow from it (appended to ``tasks``)."""
             results[index] = result
             with self._stats_lock:
                 total.add(usage)
             progress.update(tasks[index], result)
+            follow_ups = then(index, result, usage) if then is not None else []
+            for task in follow_ups:
+                progress.expect(task)
+            tasks.extend(follow_ups)
+            return list(range(len(tasks) - len(follow_ups), len(tasks)))
 
-        workers = min(pool.capacity, len(pending))
+        # with follow-ups, a few first tasks can grow into many: as many threads as the endpoints have slots
+        workers = pool.capacity if then is not None else min(pool.capacity, len(pending))
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") if workers > 1 else None
         futures: set = set()
         try:
             if executor is None:
-                for index in pending:
-                    record(*work(index))
+                queue = list(pending)
+                while queue:
+                    queue += record(*work(queue.pop(0)))
                 return
             # the pool hands out endpoint slots; the threads only need to keep every slot busy
             futures = {executor.submit(work, index) for index in pending}
@@ -525,7 +552,7 @@ class LLMClient:
                 failed = [future for future in done if future.exception() is not None]
                 for future in done:
                     if future.exception() is None:
-                        record(*future.result())
+                        futures |= {executor.submit(work, index) for index in record(*future.result())}
                 if failed:
                     raise failed[0].exception()
                 progress.tick()
@@ -629,6 +656,13 @@ class _Progress:
             f"{self.description}: {self.done}/{self.total} calls ({percent}%), {self.stats()}, "
             f"elapsed {elapsed}, ETA {self.eta()}"
         )
+
+    def expect(self, task: ChatTask) -> None:
+        """A task joined the run (a follow-up): one call and its items more to wait for."""
+        self.total += 1
+        self.requested += _asked_items(task)[0]
+        if self.bar is not None:
+            self.bar.total = self.total
 
     def update(self, task: ChatTask, result: TaskResult) -> None:
         self.done += 1

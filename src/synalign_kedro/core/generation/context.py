@@ -96,11 +96,44 @@ class GenerationContext:
     ) -> list[dict]:
         """Run the calls (one progress stage; ``run`` instead of :meth:`run`, e.g. within a token budget) and
         turn each answer into pool rows."""
-        rows: list[dict] = []
         results = (run or self.run)([call.task for call in calls], stage)
-        for result, call in zip(results, calls, strict=True):
-            rows += pool_rows(result, call, self.method, self.model, self.config.salvage_partial)
+        return self.pool_rows_of(calls, {result.task_id: result for result in results})
+
+    def pool_rows_of(self, calls: list[SampleCall], answers: dict[str, TaskResult]) -> list[dict]:
+        """The pool rows of ``calls`` (in their order) from their results, keyed by task id."""
+        rows: list[dict] = []
+        for call in calls:
+            rows += pool_rows(answers[call.task.task_id], call, self.method, self.model, self.config.salvage_partial)
         return rows
+
+    def run_pipelined(
+        self,
+        tasks: list[ChatTask],
+        stage: str,
+        follow: Callable[[int, TaskResult], list[SampleCall]],
+        follow_stage: str,
+    ) -> dict[str, TaskResult]:
+        """Run ``tasks`` as ``stage``; as the result of ``tasks[i]`` comes in, the samples calls
+        ``follow(i, result)`` join the same LLM run as ``follow_stage`` (:meth:`LLMClient.run`'s ``then``).
+        Usage and failures are recorded per stage (the stages overlap, so their wall time is the method's
+        only). Returns every result, keyed by task id."""
+        first = len(tasks)
+        per_stage = {stage: LLMUsage(), follow_stage: LLMUsage()}
+        stage_of: dict[str, str] = {}
+
+        def then(index: int, result: TaskResult, usage: LLMUsage) -> list[ChatTask]:
+            stage_of[result.task_id] = stage if index < first else follow_stage
+            per_stage[stage_of[result.task_id]].add(usage)
+            return [call.task for call in follow(index, result)] if index < first else []
+
+        results, usage = self.client.run(tasks, f"{self.method}:{stage}+{follow_stage}", then)
+        self.usage.add(usage)
+        for name, stage_usage in per_stage.items():
+            self.stage_usage.setdefault(name, LLMUsage()).add(stage_usage)
+        self.failures.extend(
+            {"task_id": r.task_id, "stage": stage_of[r.task_id], "error": r.error} for r in results if not r.ok
+        )
+        return {result.task_id: result for result in results}
 
 
 @dataclass(frozen=True)

@@ -35,18 +35,10 @@ def summarised_attributes(context: GenerationContext) -> list[str]:
     return [a for a in context.attributes if attribute_key(a) not in computed_keys]
 
 
-def summarise_batches(
-    context: GenerationContext,
-    batches: dict[int, dict],
-    asked: list[str],
-    stage: str = "stage1",
-    run: Runner | None = None,
-    task_prefix: str = "s1",
-) -> dict[int, dict]:
-    """Stage 1 (eq. 6): one attribute summary per distinct demonstration batch; the failed ones are missing.
-
-    ``run`` replaces :meth:`GenerationContext.run` (e.g. within a token budget); ``stage`` names the progress
-    stage and the task ids."""
+def summary_tasks(
+    context: GenerationContext, batches: dict[int, dict], asked: list[str], task_prefix: str = "s1"
+) -> tuple[list[ChatTask], list[int]]:
+    """Stage 1 (eq. 6) tasks: one attribute summary per distinct demonstration batch, and their batch ids."""
     prompts = context.prompts
     asked_keys = [attribute_key(a) for a in asked]
     schema_model = summary_model(asked_keys)
@@ -70,13 +62,33 @@ def summarise_batches(
             )
         )
         order.append(batch_id)
-    summaries: dict[int, dict] = {}
-    for batch_id, result in zip(order, (run or context.run)(tasks, stage), strict=True):
-        if result.ok:
-            texts = list(batches[batch_id]["texts"])
-            # measurable attributes come from the demonstrations, not from the LLM
-            summaries[batch_id] = {**result.value, **computed_attribute_values(texts, prompts.computed_attributes)}
-    return summaries
+    return tasks, order
+
+
+def batch_summary(context: GenerationContext, batch: dict, result: TaskResult) -> dict:
+    """A validated stage-1 answer, with the measurable attributes computed from the demonstrations, not asked
+    of the LLM."""
+    return {**result.value, **computed_attribute_values(list(batch["texts"]), context.prompts.computed_attributes)}
+
+
+def summarise_batches(
+    context: GenerationContext,
+    batches: dict[int, dict],
+    asked: list[str],
+    stage: str = "stage1",
+    run: Runner | None = None,
+    task_prefix: str = "s1",
+) -> dict[int, dict]:
+    """Stage 1 (eq. 6): one attribute summary per distinct demonstration batch; the failed ones are missing.
+
+    ``run`` replaces :meth:`GenerationContext.run` (e.g. within a token budget); ``stage`` names the progress
+    stage and the task ids."""
+    tasks, order = summary_tasks(context, batches, asked, task_prefix)
+    return {
+        batch_id: batch_summary(context, batches[batch_id], result)
+        for batch_id, result in zip(order, (run or context.run)(tasks, stage), strict=True)
+        if result.ok
+    }
 
 
 def samples_call(
@@ -108,13 +120,44 @@ def two_stage_round(
     run_samples: Runner | None = None,
 ) -> list[dict]:
     """One SynAlign generation over the tracker's demonstration batches: ``len(sizes)`` samples calls, shared
-    among labels by their real frequency (:func:`plan_demonstration_calls`), each after its batch's summary."""
+    among labels by their real frequency (:func:`plan_demonstration_calls`), each after its batch's summary.
+
+    Without ``run_summaries``/``run_samples`` (a token budget's runners) the two stages are one LLM run: a
+    batch's samples calls are sent as soon as its summary is in (:meth:`GenerationContext.run_pipelined`), so
+    with several server slots no call waits for the slowest summary. The calls, their seeds and the rows are
+    those of stage 1 then stage 2; one request at a time, even the order of the requests is."""
     plan = plan_demonstration_calls(context.demonstration_batches, context.label_weights, len(sizes))
     batches = {int(row["batch_id"]): row for row in plan}
-    summaries = summarise_batches(
-        context, batches, summarised_attributes(context), f"{stage_prefix}stage1", run_summaries,
-        f"{stage_prefix}s1",
-    )  # fmt: skip
+    asked = summarised_attributes(context)
+    stage1, stage2 = f"{stage_prefix}stage1", f"{stage_prefix}stage2"
+    calls: dict[int, SampleCall] = {}  # call index -> its samples call
+
+    def call_on(call_index: int, batch_id: int) -> SampleCall:
+        row = batches[batch_id]
+        return samples_call(
+            context, f"{context.method}:{stage_prefix}s2:{call_index}", str(row["label"]), sizes[call_index],
+            summaries[batch_id], list(row["texts"]), 10_000 + call_index, batch_id,
+        )  # fmt: skip
+
+    answers: dict[str, TaskResult] = {}
+    if run_summaries is None and run_samples is None:
+        planned: dict[int, list[int]] = {}  # batch -> the indices of the calls planned on it
+        for call_index, row in enumerate(plan):
+            planned.setdefault(int(row["batch_id"]), []).append(call_index)
+        tasks, order = summary_tasks(context, batches, asked, f"{stage_prefix}s1")
+        summaries: dict[int, dict] = {}
+
+        def follow(index: int, result: TaskResult) -> list[SampleCall]:
+            batch_id = order[index]
+            if not result.ok:
+                return []
+            summaries[batch_id] = batch_summary(context, batches[batch_id], result)
+            calls.update({i: call_on(i, batch_id) for i in planned.get(batch_id, [])})
+            return [calls[i] for i in planned.get(batch_id, [])]
+
+        answers = context.run_pipelined(tasks, stage1, follow, stage2)
+    else:
+        summaries = summarise_batches(context, batches, asked, stage1, run_summaries, f"{stage_prefix}s1")
 
     # Stage 2 (eq. 7): n_per_call samples per summary; the label is the batch's. A call whose batch got no
     # summary goes to another summarised batch of the same label, so the budget is kept where possible.
@@ -122,21 +165,23 @@ def two_stage_round(
     for batch_id in batches:
         if batch_id in summaries:
             fallback.setdefault(str(batches[batch_id]["label"]), []).append(batch_id)
-    calls = []
-    for call_index, (row, n) in enumerate(zip(plan, sizes, strict=True)):
+    for call_index, row in enumerate(plan):
         batch_id, label = int(row["batch_id"]), str(row["label"])
+        if call_index in calls:
+            continue
         if batch_id not in summaries:
             if not fallback.get(label):
                 continue
             batch_id = fallback[label][call_index % len(fallback[label])]
-            row = batches[batch_id]
-        calls.append(
-            samples_call(
-                context, f"{context.method}:{stage_prefix}s2:{call_index}", label, n, summaries[batch_id],
-                list(row["texts"]), 10_000 + call_index, batch_id,
-            )
-        )  # fmt: skip
-    return context.run_sample_calls(calls, f"{stage_prefix}stage2", run_samples)
+        calls[call_index] = call_on(call_index, batch_id)
+    ordered = [calls[i] for i in sorted(calls)]
+    unanswered = [call for call in ordered if call.task.task_id not in answers]
+    if unanswered:
+        answers.update(
+            (result.task_id, result)
+            for result in (run_samples or context.run)([call.task for call in unanswered], stage2)
+        )
+    return context.pool_rows_of(ordered, answers)
 
 
 def synalign(context: GenerationContext) -> list[dict]:
