@@ -21,7 +21,8 @@ For each data set x seed x shots x method (data set: the shipped ``data/01_raw/<
    picks demonstration batches among the *smallest* shots subset, then the two-stage generation (eq. 6-7)
    with the project's prompts, LLM settings, cache and validation (``conf/``). The pool is generated once
    and serves every shots value of the seed (the generator sees ``min(shots)`` examples per class: the cost
-   of the benchmark is the LLM, and this keeps it within reach of a 2-core machine).
+   of the benchmark is the LLM, and this keeps it within reach of a 2-core machine). ``--pool-per-shots``: a
+   pool per shots value instead, generated from that subset (the ``pool_shots`` column says which).
 3. Variants, all of ``--synthetic-per-class`` rows per class, drawn without replacement per label with
    probability proportional to a weight (one rule, :func:`~synalign_kedro.core.fewshot.draw_per_label`):
    ``synalign_random`` (uniform weights), ``synalign_mmd`` (eq. 10 weights fitted to the shots subset with
@@ -352,6 +353,43 @@ def method_weights(
     return align(pool, pool_embeddings, subset, real_embeddings, settings, seed).weights
 
 
+def seed_pools(
+    source: PoolSource, needed: list[str], dataset: str, seed: int, subset: pd.DataFrame, spaces: list[str], log
+) -> tuple[dict, dict]:
+    """The pools ``needed`` for one seed, generated from ``subset`` (its demonstrations) or read back, and their
+    embeddings per space: ``({pool: (rows, usage)}, {pool: {space: embeddings}})``."""
+    shots = PoolSource._shots(subset)
+    subset_embeddings = embed(subset["text"], "minilm")
+    pools = {}
+    if "synalign" in needed:
+        pools["synalign"] = source.pool(seed, subset, subset_embeddings)
+    if "synalign_feedback" in needed:
+        # synalign_feedback at equal tokens: the budget is what the SynAlign pool's answers cost
+        pools["synalign_feedback"] = source.pool(
+            seed, subset, subset_embeddings, "synalign_feedback", answer_tokens(pools["synalign"][1])
+        )
+        feedback_usage = pools["synalign_feedback"][1]
+        loop = feedback_usage["feedback"]
+        FEEDBACK_TRACES.extend(
+            {"dataset": dataset, "seed": seed, "pool_shots": shots, **row,
+             **_samples_calls(feedback_usage, f"round{row['round']}:stage2"),
+             "stop_reason": loop["stop_reason"], "token_budget": loop["token_budget"]}
+            for row in loop["trace"]
+        )  # fmt: skip
+    if "synalign_one_stage" in needed:
+        # table 4: the one-stage pool (demonstrations -> samples, no attribute summary), the same rows asked
+        pools["synalign_one_stage"] = source.pool(seed, subset, subset_embeddings, "synalign_one_stage")
+    for name, (generated, used) in pools.items():
+        log(
+            f"{dataset} seed {seed}: {name} pool from {shots} shots, {len(generated)} rows "
+            f"({answer_tokens(used)} tokens, {used['calls']} calls, {used.get('benchmark_wall_s', 0)} s when generated)"
+        )
+    embeddings = {
+        name: {space: embed(generated["text"], space) for space in spaces} for name, (generated, _) in pools.items()
+    }
+    return pools, embeddings
+
+
 def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) -> list[dict]:
     profile = {**parameters[f"dataset_{dataset}"], "name": dataset}
     # ingestion's own three-part split: held out = heldout_share of each class of train.csv (seed 0, fixed)
@@ -399,39 +437,18 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
     rows = []
     for seed in args.seeds:
         subsets = nested_shots(visible, shots_here, seed, dataset)
-        smallest = subsets[min(shots_here)]
         started = time.perf_counter()
-        smallest_embeddings = embed(smallest["text"], "minilm")
-        pools = {}
-        if "synalign" in needed:
-            pools["synalign"] = source.pool(seed, smallest, smallest_embeddings)
-        if "synalign_feedback" in needed:
-            # synalign_feedback at equal tokens: the budget is what the SynAlign pool's answers cost
-            pools["synalign_feedback"] = source.pool(
-                seed, smallest, smallest_embeddings, "synalign_feedback", answer_tokens(pools["synalign"][1])
-            )
-            feedback_usage = pools["synalign_feedback"][1]
-            loop = feedback_usage["feedback"]
-            FEEDBACK_TRACES.extend(
-                {"dataset": dataset, "seed": seed, **row,
-                 **_samples_calls(feedback_usage, f"round{row['round']}:stage2"),
-                 "stop_reason": loop["stop_reason"], "token_budget": loop["token_budget"]}
-                for row in loop["trace"]
-            )  # fmt: skip
-        if "synalign_one_stage" in needed:
-            # table 4: the one-stage pool (demonstrations -> samples, no attribute summary), the same rows asked
-            pools["synalign_one_stage"] = source.pool(seed, smallest, smallest_embeddings, "synalign_one_stage")
-        for name, (generated, used) in pools.items():
-            log(
-                f"{dataset} seed {seed}: {name} pool of {len(generated)} ({answer_tokens(used)} tokens, "
-                f"{used['calls']} calls, {used.get('benchmark_wall_s', 0)} s when generated)"
-            )
-        log(f"{dataset} seed {seed}: pools ready in {time.perf_counter() - started:.0f} s here")
-        pool_embeddings = {
-            name: {space: embed(generated["text"], space) for space in spaces} for name, (generated, _) in pools.items()
+        # the pools of each shots value: made from the smallest subset and shared, or (--pool-per-shots) one per
+        # shots value, the generator seeing that subset
+        pool_shots = {shots: shots if args.pool_per_shots else min(shots_here) for shots in shots_here}
+        pools_of = {
+            made_from: seed_pools(source, needed, dataset, seed, subsets[made_from], spaces, log)
+            for made_from in sorted(set(pool_shots.values()))
         }
+        log(f"{dataset} seed {seed}: pools ready in {time.perf_counter() - started:.0f} s here")
         for shots, subset in subsets.items():
             real_embeddings = embed(subset["text"], "minilm")
+            pools, pool_embeddings = pools_of[pool_shots[shots]]
 
             for method in methods:
                 source_name = POOL_OF.get(method, "synalign")  # gold: "", no pool, so 0 pool rows and 0 tokens
@@ -468,7 +485,7 @@ def run_dataset(dataset: str, args, parameters: dict, spaces: list[str], log) ->
                         "n_distinct_synthetic": len(set(drawn_from["synthetic_id"].iloc[rows_drawn])),
                         "accuracy": downstream["accuracy"], "macro_f1": downstream["macro_f1"],
                         **distribution,
-                        "pool": source_name,
+                        "pool": source_name, "pool_shots": pool_shots[shots] if source_name else np.nan,
                         "pool_size": len(drawn_from), "pool_tokens": tokens,
                         "pool_generation_s": drawn_usage.get("benchmark_wall_s", np.nan),
                         "tokens_per_kept_sample": tokens / len(drawn_from) if len(drawn_from) else np.nan,
@@ -697,6 +714,10 @@ def main() -> int:
     parser.add_argument(
         "--synthetic-per-class", type=int,
         help="zeta per class, every variant and data set (default: DATASET_BUDGETS)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pool-per-shots", action="store_true",
+        help="a pool per shots value, generated from that subset (default: one from the smallest, shared)",
     )  # fmt: skip
     parser.add_argument("--heldout-share", type=float, default=0.5, help="share of train.csv held out")
     parser.add_argument("--spaces", nargs="+", choices=sorted(SPACES), default=["minilm", "mpnet"])
