@@ -594,7 +594,8 @@ def summary_markdown(
     if zero_shot is not None and len(zero_shot):
         lines += [
             "", "The LLM as the classifier (table 1's LLM zero-shot row: no real example, temperature 0, "
-            "the whole test set; an unanswered text counts as wrong):", "",
+            "n_test texts of the test set, drawn with seed 0 when fewer than all; an unanswered text counts as "
+            "wrong):", "",
             "| dataset | model | n_test | unanswered | accuracy | macro_f1 | LLM tasks | tokens |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]  # fmt: skip
