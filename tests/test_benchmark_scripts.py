@@ -1,7 +1,8 @@
-"""benchmarks/compare_runs.py: paired differences between two bench_value runs, against a hand computation."""
+"""The benchmark scripts that tests can check: compare_runs.py against a hand computation, bench_gpu.py on the CPU."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,19 @@ def test_runs_on_other_real_subsets_are_refused(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 2 and "do not have the same real subsets" in done.stderr and "'gold', 1" in done.stderr
+
+
+def test_the_gpu_script_runs_its_steps_on_the_cpu_at_small_sizes(tmp_path):
+    """benchmarks/bench_gpu.py is run where a GPU is lent, never in CI: its small CPU run keeps it working."""
+    out = tmp_path / "bench_gpu.txt"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--device", "cpu", "--quick",
+         "--parts", "tracker", "alignment", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["device"] == "cpu" and results["tracker"]["picks"] == 50 and results["tracker"]["rounds"] == 10
+    for setting in ("paper", "default"):
+        assert results["alignment"][f"{setting}_weights_sum"] == 1.0
+    assert out.read_text().startswith("Command: python benchmarks/bench_gpu.py --device cpu --quick")
