@@ -117,13 +117,15 @@ class GenerationContext:
         ``follow(i, result)`` join the same LLM run as ``follow_stage`` (:meth:`LLMClient.run`'s ``then``).
         Usage and failures are recorded per stage (the stages overlap, so their wall time is the method's
         only). Returns every result, keyed by task id."""
-        first = len(tasks)
+        first = len(tasks)  # the run's results are ``tasks``' in order, then the follow-ups'
+
+        def stage_of(index: int) -> str:
+            return stage if index < first else follow_stage
+
         per_stage = {stage: LLMUsage(), follow_stage: LLMUsage()}
-        stage_of: dict[str, str] = {}
 
         def then(index: int, result: TaskResult, usage: LLMUsage) -> list[ChatTask]:
-            stage_of[result.task_id] = stage if index < first else follow_stage
-            per_stage[stage_of[result.task_id]].add(usage)
+            per_stage[stage_of(index)].add(usage)
             return [call.task for call in follow(index, result)] if index < first else []
 
         results, usage = self.client.run(tasks, f"{self.method}:{stage}+{follow_stage}", then)
@@ -131,7 +133,9 @@ class GenerationContext:
         for name, stage_usage in per_stage.items():
             self.stage_usage.setdefault(name, LLMUsage()).add(stage_usage)
         self.failures.extend(
-            {"task_id": r.task_id, "stage": stage_of[r.task_id], "error": r.error} for r in results if not r.ok
+            {"task_id": r.task_id, "stage": stage_of(index), "error": r.error}
+            for index, r in enumerate(results)
+            if not r.ok
         )
         return {result.task_id: result for result in results}
 

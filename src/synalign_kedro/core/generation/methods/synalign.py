@@ -152,8 +152,9 @@ def two_stage_round(
             if not result.ok:
                 return []
             summaries[batch_id] = batch_summary(context, batches[batch_id], result)
-            calls.update({i: call_on(i, batch_id) for i in planned.get(batch_id, [])})
-            return [calls[i] for i in planned.get(batch_id, [])]
+            new_calls = {i: call_on(i, batch_id) for i in planned.get(batch_id, [])}
+            calls.update(new_calls)
+            return list(new_calls.values())
 
         answers = context.run_pipelined(tasks, stage1, follow, stage2)
     else:
