@@ -33,6 +33,7 @@ then the ratio. Last line: JSON with
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import platform
@@ -41,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,46 @@ def demonstration_batches(real_train: pd.DataFrame, per_batch: int, per_label: i
             if batch:
                 rows.append({"batch_id": len(rows), "label": label, "texts": batch, "variance_at_selection": 0.0})
     return pd.DataFrame(rows)
+
+
+def server_rates(base_url: str, texts: list[str], streams: int, prompt_tokens: int = 300, n_predict: int = 96) -> dict:
+    """Prefill and decode rates of a running ``llama-server``, from its own timings (native ``/completion``).
+
+    One prompt of about ``prompt_tokens`` tokens per slot (real texts, as long as a generation call's prompt),
+    each evaluated alone in its own slot (``id_slot``): the prefill rate, tokens / prompt ms. Then every slot at
+    once continues its own prompt, taken from its cache, for ``n_predict`` tokens (end of text ignored): the
+    decode rate with every slot busy, all tokens / the longest decoding time."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    fresh = time.time_ns()  # a prompt start no earlier request had: nothing of it is in the server's caches
+
+    def complete(slot: int, n: int) -> dict:
+        words = " ".join(texts[slot % len(texts) :] + texts).split()[: int(prompt_tokens * 0.75)]
+        body = {"prompt": f"{fresh} {slot}. " + " ".join(words), "n_predict": n, "ignore_eos": n > 1, "cache_prompt": True,
+                "id_slot": slot, "seed": slot, "temperature": 0.9}  # fmt: skip
+        request = urllib.request.Request(
+            f"{root}/completion", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            return json.load(answer)["timings"]
+
+    prefill = [complete(slot, 1) for slot in range(streams)]
+    with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+        decode = list(pool.map(lambda slot: complete(slot, n_predict), range(streams)))
+    return {
+        "prefill_tokens_per_s": round(sum(t["prompt_n"] for t in prefill) / sum(t["prompt_ms"] for t in prefill) * 1e3, 1),
+        "decode_tokens_per_s": round(sum(t["predicted_n"] for t in decode) / max(t["predicted_ms"] for t in decode) * 1e3, 1),
+        "decode_streams": streams,
+        "prompt_tokens": round(statistics.mean(t["prompt_n"] for t in prefill)),
+        "decode_prompt_tokens_evaluated": sum(t["prompt_n"] for t in decode),
+    }
+
+
+def busy_floor(result: dict, rates: dict) -> float:
+    """Seconds a run's tokens take at the probed rates with every slot busy all the time: the prompt tokens the
+    server evaluated (not taken from its cache) at the prefill rate plus the completion tokens at the decode rate.
+    Both servers evaluate a prompt with the same llama.cpp kernels, so prefill bounds what more slots can gain."""
+    evaluated = result["prompt_tokens"] - result["server_cached_prompt_tokens"]
+    return evaluated / rates["prefill_tokens_per_s"] + result["completion_tokens"] / rates["decode_tokens_per_s"]
 
 
 def run_one(name: str, llm: dict, inputs: dict) -> dict:
@@ -111,6 +153,8 @@ def run_one(name: str, llm: dict, inputs: dict) -> dict:
         "valid_samples": int(len(pool)),
         "completion_tokens": report["completion_tokens"],
         "prompt_tokens": report["prompt_tokens"],
+        # of those, what the server took from its prompt cache (llama-server says; llama-cpp-python's server: 0)
+        "server_cached_prompt_tokens": report["server_cached_prompt_tokens"],
         "valid_samples_per_s": round(len(pool) / wall, 4),
         "completion_tokens_per_s": round(report["completion_tokens"] / wall, 2),
         "valid_share": round(valid_answers / answers, 3) if answers else 0.0,
@@ -123,6 +167,7 @@ def run_one(name: str, llm: dict, inputs: dict) -> dict:
         f"{result['valid_samples']} valid samples ({result['valid_samples_per_s']:.3f}/s), "
         f"{result['completion_tokens']} completion tokens ({result['completion_tokens_per_s']:.1f}/s), "
         f"{answers} answers for {result['tasks']} tasks ({result['reasks']} re-asks, {result['failed_tasks']} failed), "
+        f"{result['prompt_tokens']} prompt tokens ({result['server_cached_prompt_tokens']} from the server's cache), "
         f"valid share {result['valid_share']:.2f}, load {result['load_avg_1min_before']}->{result['load_avg_1min_after']}",
         flush=True,
     )
@@ -219,18 +264,39 @@ def main() -> int:
             for repeat in range(args.repeats):
                 llm = {**llm, "cache_dir": str(Path(scratch) / f"{name}{repeat}")}  # fresh for every run
                 runs.append(run_one(name if args.repeats == 1 else f"{name} run {repeat + 1}", llm, inputs))
+            # where the time goes: the server's prefill and decode rates, probed after the runs on the same settings
+            try:
+                endpoint = llm_server.resolve_endpoint(llm)
+                rates = server_rates(endpoint.base_url, inputs["real_train"]["text"].astype(str).tolist(), concurrency)
+            finally:
+                llm_server.stop_all()
+            for run in runs:
+                run["floor_s"] = round(busy_floor(run, rates), 1)
+                run["valid_samples_per_s_at_floor"] = round(run["valid_samples"] / run["floor_s"], 4)
             # the run with the median valid samples/s stands for the side (median_low: an actual run)
             median = statistics.median_low(run["valid_samples_per_s"] for run in runs)
-            results[name] = {**next(run for run in runs if run["valid_samples_per_s"] == median), "runs": runs}
+            median_run = next(run for run in runs if run["valid_samples_per_s"] == median)
+            results[name] = {**median_run, "runs": runs, "rates": rates}
+            print(
+                f"{name} server rates (prompts of {rates['prompt_tokens']} tokens, cache off): prefill "
+                f"{rates['prefill_tokens_per_s']} tokens/s, decode {rates['decode_tokens_per_s']} tokens/s with "
+                f"{concurrency} streams; at these rates with every slot busy, each run's tokens take "
+                + ", ".join(f"{run['floor_s']:.0f} s (wall {run['wall_s']:.0f} s)" for run in runs),
+                flush=True,
+            )
 
     summary = {**header}
     for name, result in results.items():
         for key in ("valid_samples_per_s", "completion_tokens_per_s", "valid_share", "wall_s", "valid_samples",
                     "answers", "failed_tasks", "concurrency", "load_avg_1min_before", "load_avg_1min_after",
-                    "slot_seconds"):  # fmt: skip
-            summary[f"{key}_{name}"] = result[key]
+                    "slot_seconds", "prompt_tokens", "server_cached_prompt_tokens", "floor_s"):  # fmt: skip
+            if key in result:  # floor_s: the new side only
+                summary[f"{key}_{name}"] = result[key]
+    if "new" in results:
+        summary["rates_new"] = results["new"]["rates"]
     if "new" in results and args.repeats > 1:
-        for key in ("valid_samples_per_s", "completion_tokens_per_s", "valid_share", "wall_s"):
+        for key in ("valid_samples_per_s", "completion_tokens_per_s", "valid_share", "wall_s", "floor_s",
+                    "prompt_tokens", "server_cached_prompt_tokens"):  # fmt: skip
             summary[f"{key}_new_runs"] = [run[key] for run in results["new"]["runs"]]
         summary["repeats_new"] = args.repeats
     if {"old", "new"} <= results.keys():
@@ -247,6 +313,14 @@ def main() -> int:
                 f" (median of {args.repeats} new runs; each: valid samples/s x{summary['speedup_runs']}, "
                 f"tokens/s x{summary['tokens_speedup_runs']})"
             )
+        # the most the slots could give: the new runs' tokens at the probed rates, every slot busy all the time
+        at_floor = [round(run["valid_samples_per_s_at_floor"] / old["valid_samples_per_s"], 2) for run in new["runs"]]
+        summary["speedup_at_floor_runs"] = at_floor
+        print(
+            f"with every slot busy all the time (at the probed rates), the new runs would reach x{at_floor} the old "
+            "valid samples/s: prefill, the same llama.cpp kernels on both servers, is what more slots cannot share",
+            flush=True,
+        )
         print(
             f"ratio new/old: valid samples/s x{summary['speedup']}, completion tokens/s x{summary['tokens_speedup']}; "
             f"valid share {old['valid_share']:.2f} -> {new['valid_share']:.2f}{spread}",

@@ -1,4 +1,5 @@
-"""The benchmark scripts that tests can check: compare_runs.py against a hand computation, bench_gpu.py on the CPU."""
+"""The benchmark scripts that tests can check: compare_runs.py against a hand computation, bench_gpu.py on the CPU,
+bench_generation.py's probe of a server's rates against a real llama-server."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_generation import busy_floor, server_rates  # noqa: E402
 from compare_runs import paired_rows, same_real_subsets  # noqa: E402
+
+from synalign_kedro.core import llm_server  # noqa: E402
 
 
 def run_table(offset: float) -> pd.DataFrame:
@@ -64,3 +69,24 @@ def test_the_gpu_script_runs_its_steps_on_the_cpu_at_small_sizes(tmp_path):
     for setting in ("paper", "default"):
         assert results["alignment"][f"{setting}_weights_sum"] == 1.0
     assert out.read_text().startswith("Command: python benchmarks/bench_gpu.py --device cpu --quick")
+
+
+def test_the_busy_floor_is_evaluated_prompt_tokens_at_prefill_plus_completion_tokens_at_decode():
+    run = {"prompt_tokens": 1000, "server_cached_prompt_tokens": 200, "completion_tokens": 300}
+    assert busy_floor(run, {"prefill_tokens_per_s": 100.0, "decode_tokens_per_s": 30.0}) == pytest.approx(8 + 10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(llm_server.find_llama_server() is None, reason="no llama-server binary: `make llama-server`")
+def test_server_rates_evaluates_each_prompt_once_then_decodes_every_slot_from_its_cache():
+    endpoint = llm_server.embedded_endpoint("smollm2-135m-instruct", n_ctx=1024, backend="llama_server", parallel=2)
+    try:
+        texts = pd.read_csv(ROOT / "data" / "01_raw" / "sst2" / "train.csv")["text"].astype(str).tolist()
+        first = server_rates(endpoint.base_url, texts, streams=2, prompt_tokens=120, n_predict=16)
+        again = server_rates(endpoint.base_url, texts, streams=2, prompt_tokens=120, n_predict=16)
+    finally:
+        llm_server.stop_all()
+    for rates in (first, again):  # a second probe on the same server is not served from the first one's cache
+        assert rates["prompt_tokens"] > 60 and rates["prefill_tokens_per_s"] > 0 and rates["decode_tokens_per_s"] > 0
+        # decoding re-evaluates at most the prompt's last token per slot: the prompt came from the slot's cache
+        assert rates["decode_prompt_tokens_evaluated"] <= 2 and rates["decode_streams"] == 2

@@ -106,6 +106,9 @@ class ScriptedLLMServer:
         self.actions: list[str] = []
         self.answered: list[dict] = []  # bodies of the requests that got a chat completion
         self.dead = False
+        # when set, every answer's usage says this many prompt tokens came from the server's prompt cache
+        # (usage.prompt_tokens_details.cached_tokens, as llama-server, vLLM and OpenAI report it)
+        self.cached_prompt_tokens: int | None = None
         self.in_flight = 0
         self.max_in_flight = 0  # most requests handled at once
         self._lock = threading.Lock()
@@ -212,6 +215,11 @@ class ScriptedLLMServer:
                             "prompt_tokens": 10,
                             "completion_tokens": completion_tokens,
                             "total_tokens": 10 + completion_tokens,
+                            **(
+                                {"prompt_tokens_details": {"cached_tokens": server.cached_prompt_tokens}}
+                                if server.cached_prompt_tokens is not None
+                                else {}
+                            ),
                         },
                     },
                 )

@@ -48,6 +48,22 @@ def test_garbage_answer_is_retried_and_never_cached(server, tmp_path, garbage):
     assert again.value == result.value and usage2.calls == 0 and len(server.calls) == 2
 
 
+def test_the_prompt_tokens_a_server_took_from_its_cache_are_counted(server, tmp_path):
+    """usage.prompt_tokens_details.cached_tokens (llama-server, vLLM, OpenAI): counted for network calls only,
+    0 where the server does not say (llama-cpp-python's server)."""
+    client, _ = make_client(server, tmp_path)
+    _, usage = client.run([sample_task("t0")])
+    assert usage.prompt_tokens == 10 and usage.server_cached_prompt_tokens == 0
+    server.cached_prompt_tokens = 6
+    _, usage = client.run([sample_task("t1"), sample_task("t2")])
+    assert usage.prompt_tokens == 20 and usage.server_cached_prompt_tokens == 12
+    assert usage.as_dict()["server_cached_prompt_tokens"] == 12
+    # replayed from the call cache: no server, nothing counted
+    client2, _ = make_client(server, tmp_path)
+    _, usage = client2.run([sample_task("t1")])
+    assert usage.cache_hits == 1 and usage.server_cached_prompt_tokens == 0
+
+
 @pytest.mark.parametrize("garbage", sorted(GARBAGE))
 def test_persistent_garbage_names_endpoint_status_and_body(server, tmp_path, garbage):
     server.default = garbage

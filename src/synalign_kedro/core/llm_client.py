@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 from .json_extract import JSONExtractionError, extract_json
 from .llm_cache import CachedCall, LLMCallCache, call_key
 from .llm_endpoints import CallAbandonedError, EndpointPool, NoEndpointLeftError
-from .llm_response import MalformedResponseError, parse_chat_completion
+from .llm_response import ChatAnswer, MalformedResponseError, parse_chat_completion
 from .llm_server import Endpoint
 from .llm_settings import EndpointSettings, LLMSettings, ServerSettings
 from .llm_tracing import trace_llm_call
@@ -168,6 +168,9 @@ class LLMUsage:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
+    # of prompt_tokens (network calls), those the server took from its prompt cache instead of evaluating them
+    # (usage.prompt_tokens_details.cached_tokens; 0 where the server does not report it)
+    server_cached_prompt_tokens: int = 0
     call_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -283,7 +286,7 @@ class LLMClient:
         """Calls and failures per endpoint (empty when every call came from the cache)."""
         return self._pool.report() if self._pool is not None else []
 
-    def _request(self, state, messages: list[dict], sampling: dict) -> tuple[str, int, int]:
+    def _request(self, state, messages: list[dict], sampling: dict) -> ChatAnswer:
         extra = {key: sampling[key] for key in ("response_format", "top_p") if key in sampling}
         raw = state.client.chat.completions.with_raw_response.create(
             model=state.endpoint.model,
@@ -329,7 +332,7 @@ class LLMClient:
                     endpoint = pool.acquire()
                     last_url[0] = endpoint.endpoint.base_url
                     try:
-                        text, prompt_tokens, completion_tokens = self._request(endpoint, messages, sampling)
+                        answer = self._request(endpoint, messages, sampling)
                     except BaseException as error:
                         pool.release(endpoint, error, counts=_is_transient(error))
                         raise
@@ -358,10 +361,11 @@ class LLMClient:
                     f"{len(self.cache)} finished calls are kept in {self.cache.path}; re-run to resume."
                 ) from error
             raise
+        usage.server_cached_prompt_tokens += answer.server_cached_prompt_tokens
         return CachedCall(
-            text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            text=answer.content,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
             seconds=time.perf_counter() - started,
         )
 

@@ -4,7 +4,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class ChatAnswer(NamedTuple):
+    """What the client takes from a chat completion."""
+
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    # prompt tokens the server took from its prompt (prefix) cache instead of evaluating them
+    # (``usage.prompt_tokens_details.cached_tokens``: llama-server, vLLM with prefix caching, OpenAI; 0 where
+    # the server does not say, e.g. llama-cpp-python's server)
+    server_cached_prompt_tokens: int = 0
 
 
 class MalformedResponseError(Exception):
@@ -20,8 +32,8 @@ class MalformedResponseError(Exception):
         )
 
 
-def parse_chat_completion(response: Any, base_url: str) -> tuple[str, int, int]:
-    """(content, prompt_tokens, completion_tokens) of an HTTP answer, or :class:`MalformedResponseError`.
+def parse_chat_completion(response: Any, base_url: str) -> ChatAnswer:
+    """The :class:`ChatAnswer` of an HTTP answer, or :class:`MalformedResponseError`.
 
     ``response`` is the HTTP response under the ``openai`` client (``with_raw_response``): anything with
     ``status_code``, ``headers`` and ``content``.
@@ -53,4 +65,10 @@ def parse_chat_completion(response: Any, base_url: str) -> tuple[str, int, int]:
     if content is not None and not isinstance(content, str):
         raise malformed("`choices[0].message.content` is not a string")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return content or "", int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
+    return ChatAnswer(
+        content or "",
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+        int(details.get("cached_tokens") or 0),
+    )
