@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synalign_kedro.core.llm_client import LLMClient, LLMSettings, LLMUsage, TaskResult
+from synalign_kedro.core.llm_client import ChatAnswer, LLMClient, LLMSettings, LLMUsage, TaskResult
 from synalign_kedro.core.llm_server import Endpoint
 from synalign_kedro.core.structured.prompts import Proposal, plan_validator, rescale_counts
 from synalign_kedro.core.structured.sampling import sample_batch, sample_proposal
@@ -109,7 +109,7 @@ def test_malformed_and_out_of_domain_plans_are_reasked_through_the_project_clien
 
     def request(state, messages, sampling):
         seen.append(messages)
-        return next(answers), 0, 0
+        return ChatAnswer(next(answers), 0, 0)
 
     client._request = request  # the HTTP transport is not under test here (tests/core/test_llm_client.py is)
     target = target_from_table(pd.DataFrame({"age": [20, 30, 40, 50], "price": [1.0, 5, 9, 400], "mode": ["bike", "car", "car", "transit"]}), VARIABLES)

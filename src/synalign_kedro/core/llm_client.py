@@ -77,6 +77,7 @@ from .llm_settings import EndpointSettings, LLMSettings, ServerSettings
 from .llm_tracing import trace_llm_call
 
 __all__ = [  # settings and the response check live in their own modules; imported from here as before
+    "ChatAnswer",
     "ChatTask",
     "EndpointSettings",
     "LLMClient",
