@@ -25,7 +25,9 @@ Printed per server: wall seconds (generation only, the server already up), valid
 pool: validated, deduplicated), completion tokens/s (all completion tokens / wall), the share of answers
 that validate ((tasks - failed tasks) / answers), calls and re-asks; for ``llama-server``, the share of the time
 that 4, 3, 2 or 1 slots were busy (from its log: what the slots do not overlap runs one sequence at a time);
-then the ratio. Last line: JSON with
+the prompt tokens sent and those the server took from its prompt cache. After the new side's runs, its server's
+prefill and decode rates (:func:`server_rates`) and each run's floor (:func:`busy_floor`: its tokens at those
+rates with every slot busy) with the speedup that floor would give; then the ratio. Last line: JSON with
 ``valid_samples_per_s_old``, ``valid_samples_per_s_new``, ``speedup``, ``valid_share_old``,
 ``valid_share_new`` and the rest.
 """
