@@ -4,6 +4,7 @@
     python benchmarks/bench_generation.py --model qwen2.5-coder-0.5b-instruct --only new
     python benchmarks/bench_generation.py --slots 8 --n-samples 48
     python benchmarks/bench_generation.py --repeats 3             # the new side 3 times, the median reported
+    python benchmarks/bench_generation.py --only new --n-samples 128 --max-tokens 400   # runaway answers cut sooner
 
 The same model and the same fixed set of real generation tasks run against each server in one process,
 one after the other (each server alone on the machine, a fresh empty call cache each, so nothing is
@@ -191,6 +192,10 @@ def main() -> int:
     parser.add_argument("--n-samples", type=int, default=64, help="SynAlign samples: n_samples / n_per_call calls per stage")
     parser.add_argument("--slots", type=int, default=None, help="llama-server slots = concurrency (default: conf/base)")
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: all cores)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=None,
+        help="llm.max_tokens of every call, both sides (default: conf/base): where a runaway answer is cut off",
+    )  # fmt: skip
     parser.add_argument("--only", choices=["old", "new"], default=None, help="run one side only")
     parser.add_argument(
         "--repeats", type=int, default=1,
@@ -207,6 +212,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     llm_base = _yaml("parameters_llm.yml")["llm"]
+    if args.max_tokens:
+        llm_base["max_tokens"] = args.max_tokens
     generation = _yaml("parameters_generation.yml")["generation"]
     profile = _yaml("parameters_dataset_sst2.yml")["dataset_sst2"]
     prompts = merge_prompts(
