@@ -287,7 +287,7 @@ def main() -> int:
             median_run = next(run for run in runs if run["valid_samples_per_s"] == median)
             results[name] = {**median_run, "runs": runs, "rates": rates}
             print(
-                f"{name} server rates (prompts of {rates['prompt_tokens']} tokens, cache off): prefill "
+                f"{name} server rates (prompts of {rates['prompt_tokens']} tokens, each new to the server): prefill "
                 f"{rates['prefill_tokens_per_s']} tokens/s, decode {rates['decode_tokens_per_s']} tokens/s with "
                 f"{concurrency} streams; at these rates with every slot busy, each run's tokens take "
                 + ", ".join(f"{run['floor_s']:.0f} s (wall {run['wall_s']:.0f} s)" for run in runs),
