@@ -98,10 +98,27 @@ def test_malformed_answers_are_reasked_with_the_validation_error(server, tmp_pat
     [result], usage = client.run([sample_task("t0")])
     assert result.ok and len(result.value) == 3
     assert len(server.calls) == 3 and usage.calls == 3 and usage.reasks == 2
+    # asked afresh: the request, then the error; the rejected answer is not shown (a small model copies it)
+    original = server.calls[0]["messages"]
+    first, second = server.calls[1]["messages"], server.calls[2]["messages"]
+    assert [m["role"] for m in first] == [m["role"] for m in original] == ["user"]
+    assert first[-1]["content"].startswith(original[-1]["content"]) and "no JSON" in first[-1]["content"]
+    assert "cannot help" not in json.dumps(first)
+    # a later re-ask carries only the latest error, not a pile of notes
+    assert "truncated or malformed" in second[-1]["content"] and "no JSON" not in second[-1]["content"]
+    assert second[-1]["content"].startswith(original[-1]["content"])
+    assert len({call["seed"] for call in server.calls}) == 3  # each answer its own seed
+
+
+def test_reask_shows_answer_continues_the_conversation(server, tmp_path):
+    server.script = ["garbage", "ok"]
+    client, _ = make_client(server, tmp_path, reask_shows_answer=True)
+    [result], usage = client.run([sample_task("t0")])
+    assert result.ok and usage.reasks == 1
     reask = server.calls[1]["messages"]
+    assert reask[:-2] == server.calls[0]["messages"]
     assert reask[-2]["role"] == "assistant" and "cannot help" in reask[-2]["content"]
     assert reask[-1]["role"] == "user" and "no JSON" in reask[-1]["content"]
-    assert "truncated or malformed" in server.calls[2]["messages"][-1]["content"]
 
 
 @pytest.mark.parametrize("bad", ["empty", "few", "garbage", "truncated"])

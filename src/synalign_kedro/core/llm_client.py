@@ -95,8 +95,8 @@ __all__ = [  # settings and the response check live in their own modules; import
 logger = logging.getLogger(__name__)
 
 DEFAULT_REASK = (
-    "Your previous answer could not be used: {error}\n"
-    "Answer again with only the JSON requested, following every instruction above."
+    "An earlier answer to this request could not be used: {error}\n"
+    "Answer with only the JSON requested, following every instruction above."
 )
 
 
@@ -446,7 +446,7 @@ class LLMClient:
         raws: list[str] = []
         error = ""
         for attempt in range(self.settings.max_retries + 1):
-            if attempt:  # a fresh seed too: small models tend to repeat their previous answer verbatim
+            if attempt:  # a fresh seed too, or the same prompt would give the same answer
                 usage.reasks += 1
                 sampling = {**sampling, "seed": self.settings.seed + task.seed_offset + 1_000_003 * attempt}
             try:
@@ -458,13 +458,27 @@ class LLMClient:
             raws.append(text)
             if not error:
                 return TaskResult(task.task_id, True, value, raws), usage
-            messages = messages + [
-                {"role": "assistant", "content": text[:4000]},
-                {"role": "user", "content": self.reask_template.format(error=error)},
-            ]
+            messages = self._reask_messages(task, messages, text, error)
         usage.failures += 1
         logger.info("Task %s failed after %d answer(s): %s", task.task_id, len(raws), error)
         return TaskResult(task.task_id, False, None, raws, error), usage
+
+    def _reask_messages(self, task: ChatTask, messages: list[dict], answer: str, error: str) -> list[dict]:
+        """The messages of a re-ask after ``answer`` (to ``messages``) failed with ``error``.
+
+        By default the request is asked afresh, its last user message followed by the error: measured on the
+        embedded 1.5B model, a re-ask that showed the rejected answer got that same answer back, verbatim: the
+        benchmark runs in docs/results made 122 such re-asks and ended with 121 failed tasks (docs/generation.md,
+        "Re-asks"). The prefix
+        before the note is the original prompt's, so the server's prompt cache still serves it.
+        ``llm.reask_shows_answer`` continues the conversation instead (the rejected answer, then the error as
+        the next user turn), for models that can mend an answer they are shown."""
+        note = self.reask_template.format(error=error)
+        if self.settings.reask_shows_answer:
+            return messages + [{"role": "assistant", "content": answer[:4000]}, {"role": "user", "content": note}]
+        original = [dict(m) for m in task.messages]  # a later re-ask carries only the latest error
+        last = original[-1]
+        return original[:-1] + [{**last, "content": f"{last['content'].rstrip()}\n\n{note}"}]
 
     def _run_task(self, task: ChatTask, network: bool) -> tuple[TaskResult, LLMUsage]:
         result, usage = self._attempt_task(task, network, refresh=False)

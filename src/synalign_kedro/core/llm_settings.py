@@ -60,6 +60,11 @@ class LLMSettings(BaseModel):
     timeout: float = Field(120.0, gt=0)
     max_concurrency: int = Field(1, ge=1)
     max_retries: int = Field(2, ge=0, description="re-asks after a malformed answer")
+    reask_shows_answer: bool = Field(
+        False,
+        description="a re-ask continues the conversation after the rejected answer (true), or asks the request "
+        "afresh with the error appended (false: small models copy an answer they are shown)",
+    )
     transport_retries: int = Field(
         6, ge=1, description="attempts per call on connection errors, 429, 5xx, timeouts"
     )
