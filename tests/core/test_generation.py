@@ -25,8 +25,10 @@ from synalign_kedro.core.generation import (
     summary_model,
     word_count_description,
 )
+from synalign_kedro.core.generation.answers import sample_validator, samples_json_schema
+from synalign_kedro.core.generation.context import SampleCall, pool_rows
 from synalign_kedro.core.llm_cache import LLMCallCache
-from synalign_kedro.core.llm_client import LLMClient, LLMSettings, cache_identity
+from synalign_kedro.core.llm_client import ChatTask, LLMClient, LLMSettings, TaskResult, cache_identity
 from synalign_kedro.core.llm_server import Endpoint
 
 from .scripted_server import ScriptedLLMServer
@@ -281,6 +283,24 @@ def test_partial_answers_are_salvaged_after_the_last_reask(sst2_conf, real_train
         )
     assert len(report["failures"]) == 1 and len(pool) == 1 + 4
     assert "only one scripted sample here" in set(pool.text)
+
+
+def test_salvage_keeps_the_distinct_samples_of_every_rejected_answer():
+    """Two answers that each repeat a sample: their distinct samples together, each text once, at most n."""
+    validate, salvage = sample_validator(4, 1, ["a copied demonstration"])
+    task = ChatTask("t0", [{"role": "user", "content": "write 4"}], "samples", samples_json_schema(4), validate)
+    call = SampleCall(task, "positive", 3, "", task.messages, salvage, 4)
+    first = json.dumps({"samples": ["Warm and funny.", "Warm and funny!", "A bore.", "a copied demonstration"]})
+    second = json.dumps({"samples": ["Slow, then great.", "a bore", "Too long by half.", "Too long by half."]})
+    result = TaskResult("t0", False, None, [first, second], "sample 4 repeats another sample")
+    rows = pool_rows(result, call, "synalign", "m", allow_salvage=True)
+    # latest answer first; "a bore" and "Warm and funny!" repeat kept texts, the demonstration is never kept;
+    # the cap of 4 leaves out nothing here, one more distinct text would be
+    assert [row["text"] for row in rows] == ["Slow, then great.", "a bore", "Too long by half.", "Warm and funny."]
+    assert [row["raw_response"] for row in rows] == [second, second, second, first]
+    assert pool_rows(result, call, "synalign", "m", allow_salvage=False) == []
+    capped = SampleCall(task, "positive", 3, "", task.messages, salvage, 2)
+    assert len(pool_rows(result, capped, "synalign", "m", allow_salvage=True)) == 2
 
 
 def test_copied_demonstrations_are_reasked(sst2_conf, real_train, batches, tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..json_extract import extract_json
 from ..llm_client import ChatTask, LLMClient, LLMUsage, TaskResult
-from .answers import sample_validator, samples_json_schema
+from .answers import duplicate_key, sample_validator, samples_json_schema
 from .config import MethodConfig, PromptTemplates
 from .prompts import messages
 
@@ -86,7 +86,7 @@ class GenerationContext:
         validate, salvage = sample_validator(n, self.config.min_words, demonstrations)
         prompt = messages(self.prompts.system, user)
         task = ChatTask(task_id, prompt, "samples", samples_json_schema(n), validate, seed_offset=seed_offset)
-        return SampleCall(task, label, batch_id, summary, prompt, salvage)
+        return SampleCall(task, label, batch_id, summary, prompt, salvage, n)
 
     def run_sample_calls(
         self,
@@ -150,6 +150,7 @@ class SampleCall:
     summary: str
     messages: list[dict]
     salvage: Any
+    asked: int  # samples asked: what a salvaged failure keeps at most
 
 
 def short_hash(*parts: Any, length: int = 16) -> str:
@@ -158,18 +159,23 @@ def short_hash(*parts: Any, length: int = 16) -> str:
 
 
 def pool_rows(result: TaskResult, call: SampleCall, method: str, model: str, allow_salvage: bool) -> list[dict]:
-    """The pool rows of one answer; after the last failed re-ask, the valid samples of the latest answer that
-    has any when ``allow_salvage``."""
-    samples = result.value if result.ok else None
+    """The pool rows of one answer. After the last failed re-ask, when ``allow_salvage``: the valid samples of
+    all the task's answers, latest first, each text once (:func:`duplicate_key`), at most ``call.asked``; each row
+    records the answer it came from. A re-ask is asked afresh (``LLMClient._reask_messages``), so two rejected
+    answers, e.g. each with a few samples that repeat, often hold enough distinct ones between them."""
     raw = result.raw_responses[-1] if result.raw_responses else ""
-    if samples is None and allow_salvage:
+    texts: list[tuple[str, str]] = [(text, raw) for text in result.value] if result.ok else []
+    if not result.ok and allow_salvage:
+        seen: set[str] = set()
         for candidate in reversed(result.raw_responses):
             try:
                 samples = call.salvage(extract_json(candidate))
-                raw = candidate
-                break
             except Exception:  # noqa: BLE001 - nothing usable in this answer
                 continue
+            for text in samples:
+                if duplicate_key(text) not in seen and len(texts) < call.asked:
+                    seen.add(duplicate_key(text))
+                    texts.append((text, candidate))
     prompt_hash = short_hash(call.messages)
     return [
         {
@@ -181,7 +187,7 @@ def pool_rows(result: TaskResult, call: SampleCall, method: str, model: str, all
             "summary": call.summary,
             "prompt_hash": prompt_hash,
             "model": model,
-            "raw_response": raw,
+            "raw_response": answer,
         }
-        for index, text in enumerate(samples or [])
+        for index, (text, answer) in enumerate(texts)
     ]
