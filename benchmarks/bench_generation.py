@@ -5,6 +5,7 @@
     python benchmarks/bench_generation.py --slots 8 --n-samples 48
     python benchmarks/bench_generation.py --repeats 3             # the new side 3 times, the median reported
     python benchmarks/bench_generation.py --only new --n-samples 128 --max-tokens 400   # runaway answers cut sooner
+    python benchmarks/bench_generation.py --n-samples 128 --repeats 3 --speculative none  # without drafting repeats
 
 The same model and the same fixed set of real generation tasks run against each server in one process,
 one after the other (each server alone on the machine, a fresh empty call cache each, so nothing is
@@ -16,7 +17,8 @@ own ``core.generation.generate_pool`` with the project's prompts, validation and
 - ``old``: llama-cpp-python's server (``server.backend: llama_cpp_python``), one request at a time
   (``max_concurrency: 1``): what the project ran before.
 - ``new``: ``llama-server`` built by ``make llama-server`` with ``--slots`` parallel slots, continuous
-  batching and prefix caching, driven with ``max_concurrency`` = slots.
+  batching, prefix caching and (``llm.server.speculative``, ``--speculative``) n-gram drafting of repeated
+  token runs, driven with ``max_concurrency`` = slots.
 
 Demonstration batches: the exploration pipeline picks them with embeddings and a GP; to keep this benchmark
 about serving, batches of ``max_demonstrations`` texts per label are drawn with a fixed seed from
@@ -203,6 +205,10 @@ def main() -> int:
         "so its answers, re-asks and time vary; the old side, one request at a time, gives the same answers",
     )  # fmt: skip
     parser.add_argument(
+        "--speculative", choices=["none", "ngram-simple"], default=None,
+        help="the new side's llm.server.speculative (default: conf/base): ngram-simple drafts repeated token runs",
+    )  # fmt: skip
+    parser.add_argument(
         "--server-args", default="", help="more llama-server flags for the new side, e.g. '--spec-type ngram-simple'"
     )
     args = parser.parse_args()
@@ -212,6 +218,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     llm_base = _yaml("parameters_llm.yml")["llm"]
+    speculative = args.speculative or llm_base["server"].get("speculative", "ngram-simple")
     if args.max_tokens:
         llm_base["max_tokens"] = args.max_tokens
     generation = _yaml("parameters_generation.yml")["generation"]
@@ -244,6 +251,7 @@ def main() -> int:
         "python": platform.python_version(),
         "llama_server": str(llm_server.find_llama_server()),
         "server_args_new": args.server_args,
+        "speculative_new": speculative,
     }
     print("bench_generation:", json.dumps(header), flush=True)
 
@@ -264,6 +272,7 @@ def main() -> int:
                     "parallel": concurrency,
                     "n_threads": threads,
                     "extra_args": args.server_args.split() if name == "new" else [],
+                    "speculative": speculative if name == "new" else "none",  # llama-cpp-python's server: no such flag
                 },
             }
             if name == "old":

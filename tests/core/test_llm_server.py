@@ -136,6 +136,36 @@ def test_llama_server_enforces_the_json_schema_and_drops_abandoned_requests():
     llm_server.stop_all()
 
 
+@needs_llama_server
+def test_ngram_speculation_drafts_a_repeated_run_and_keeps_the_grammar():
+    """``speculative: ngram-simple`` as resolve_endpoint passes it from ``llm.server``: an answer that repeats
+    text of its context is drafted from it and the drafts are accepted; a schema-constrained answer still parses."""
+    llm = {"model": "smollm2-135m-instruct", "max_concurrency": 2,
+           "server": {"backend": "llama_server", "n_ctx": 1024, "speculative": "ngram-simple"}}  # fmt: skip
+    endpoint = llm_server.resolve_endpoint(llm)
+    (server,) = [s for s in llm_server.running_servers() if s.base_url == endpoint.base_url]
+    assert server.command()[server.command().index("--spec-type") + 1] == "ngram-simple"
+    line = "the quick brown fox jumps over the lazy dog and runs back home again. "
+    body = {"prompt": line * 6, "n_predict": 96, "temperature": 0, "ignore_eos": True}
+    request = urllib.request.Request(
+        endpoint.base_url.removesuffix("/v1") + "/completion", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=120) as response:
+        timings = json.loads(response.read())["timings"]
+    assert timings.get("draft_n", 0) > 0 and timings.get("draft_n_accepted", 0) > 0, timings
+    client = OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=0, timeout=60)
+    schema = {"type": "object", "properties": {"samples": {"type": "array", "items": {"type": "string"},
+              "minItems": 3, "maxItems": 3}}, "required": ["samples"]}  # fmt: skip
+    reply = client.chat.completions.create(
+        model=endpoint.model,
+        messages=[{"role": "user", "content": "Write the same word about cats three times as JSON."}],
+        max_tokens=120, temperature=0, seed=1, response_format={"type": "json_object", "schema": schema},
+    )  # fmt: skip
+    assert len(json.loads(reply.choices[0].message.content)["samples"]) == 3
+    llm_server.stop_all()
+
+
 SLOT_LOG = """\
 0.01.800.000 I slot launch_slot_: id  3 | task 1 | processing task, is_child = 0
 0.01.900.000 I srv  update_slots: something else at the same time
@@ -184,6 +214,9 @@ def test_llama_server_command_line(tmp_path):
     assert command[0] == "/bin/llama-server" and "--cont-batching" in command
     assert flags["--parallel"] == "4" and flags["--ctx-size"] == str(4 * 2048)  # n_ctx is per slot
     assert flags["--threads"] == "2" and flags["--cache-reuse"] == "256" and flags["--poll"] == "0"
+    assert "--spec-type" not in command  # speculative: none, the class default
+    drafting = llm_server.LlamaServer(tmp_path / "m.gguf", "m", "/bin/llama-server", speculative="ngram-simple")
+    assert drafting.command()[drafting.command().index("--spec-type") + 1] == "ngram-simple"
 
 
 def test_a_server_that_segfaults_at_start_up_says_how_to_rebuild(tmp_path):

@@ -10,7 +10,10 @@ is interrupted (the Kedro hook calls :func:`stop_all`; ``atexit`` and a parent-d
   that many calls at once), a per-slot context of ``n_ctx``, prompt caching with ``--cache-reuse`` so the
   shared prompt prefix is not recomputed, llama.cpp's JSON-schema grammar for ``response_format``
   (``json_object`` + schema and ``json_schema`` alike), no busy-polling threads (``--poll 0``: on a shared
-  CPU the default spin showed as half the time in the kernel), and a request that the client abandons
+  CPU the default spin showed as half the time in the kernel), speculative decoding of repeats
+  (``speculative: ngram-simple``: where the last 12 tokens occurred before in the context, the 48 that followed
+  them there are drafted and checked in one batch; each token is still sampled from the model, so the answers'
+  distribution does not change, and an answer that loops is written several times faster), and a request that the client abandons
   (timeout, interrupted run) is cancelled when its connection closes; ``--timeout`` bounds a stuck
   connection.
 - ``llama_cpp_python``: ``python -m llama_cpp.server`` from llama-cpp-python, one request at a time (its
@@ -260,6 +263,7 @@ class LlamaServer(LlamaCppServer):
         cache_reuse: int = 256,
         request_timeout: float = 600.0,
         extra_args: list[str] | tuple[str, ...] = (),
+        speculative: str = "none",
         **kwargs,
     ) -> None:
         super().__init__(model_path, alias, **kwargs)
@@ -268,6 +272,7 @@ class LlamaServer(LlamaCppServer):
         self.cache_reuse = int(cache_reuse)
         self.request_timeout = request_timeout
         self.extra_args = [str(a) for a in extra_args]
+        self.speculative = speculative
 
     def command(self) -> list[str]:
         return [
@@ -286,6 +291,7 @@ class LlamaServer(LlamaCppServer):
             "--n-gpu-layers", str(self.n_gpu_layers),
             "--timeout", str(int(self.request_timeout)),
             "--no-webui",
+            *(["--spec-type", self.speculative] if self.speculative != "none" else []),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -341,6 +347,7 @@ def embedded_endpoint(
     cache_reuse: int = 256,
     request_timeout: float = 600.0,
     extra_args: list[str] | tuple[str, ...] = (),
+    speculative: str = "none",
 ) -> Endpoint:
     """Start (or reuse) the process-wide embedded server for ``model`` and return its endpoint.
 
@@ -352,7 +359,7 @@ def embedded_endpoint(
     path = resolve_llm_path(model, cache_dir)
     chosen, found = resolve_backend(backend, binary)
     slots = max(1, int(parallel)) if chosen == "llama_server" else 1
-    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers, chosen, slots, tuple(extra_args))
+    key = (str(path.resolve()), n_ctx, n_threads, n_gpu_layers, chosen, slots, tuple(extra_args), speculative)
     with _LOCK:
         server = _SERVERS.get(key)
         if server is None or not server.running:
@@ -361,7 +368,7 @@ def embedded_endpoint(
             if chosen == "llama_server":
                 server = LlamaServer(
                     path, alias, found, parallel=slots, cache_reuse=cache_reuse, request_timeout=request_timeout,
-                    extra_args=extra_args, **common,
+                    extra_args=extra_args, speculative=speculative, **common,
                 )  # fmt: skip
             else:
                 server = LlamaCppServer(path, alias, **common)
@@ -488,4 +495,5 @@ def resolve_endpoint(llm: dict) -> Endpoint | list[Endpoint]:
         cache_reuse=int(server.get("cache_reuse", 256)),
         request_timeout=float(server.get("request_timeout") or llm.get("timeout") or 600),
         extra_args=tuple(server.get("extra_args") or ()),
+        speculative=str(server.get("speculative", "ngram-simple")),  # ServerSettings' default
     )

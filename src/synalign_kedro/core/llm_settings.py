@@ -32,6 +32,11 @@ class ServerSettings(BaseModel):
     n_threads: int | None = Field(None, ge=1)
     n_gpu_layers: int = 0
     cache_reuse: int = Field(256, ge=0)
+    speculative: Literal["none", "ngram-simple"] = Field(
+        "ngram-simple",
+        description="llama_server --spec-type: ngram-simple drafts the continuation of a repeated token run from "
+        "the context (lossless: every token is still sampled from the model)",
+    )
     request_timeout: float | None = Field(None, gt=0, description="llama_server --timeout; default llm.timeout")
     startup_timeout: float = Field(180.0, gt=0)
     extra_args: list[str] = Field(default_factory=list)
