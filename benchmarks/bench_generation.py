@@ -299,7 +299,12 @@ def main() -> int:
                 f"{name} server rates (prompts of {rates['prompt_tokens']} tokens, each new to the server): prefill "
                 f"{rates['prefill_tokens_per_s']} tokens/s, decode {rates['decode_tokens_per_s']} tokens/s with "
                 f"{concurrency} streams; at these rates with every slot busy, each run's tokens take "
-                + ", ".join(f"{run['floor_s']:.0f} s (wall {run['wall_s']:.0f} s)" for run in runs),
+                + ", ".join(f"{run['floor_s']:.0f} s (wall {run['wall_s']:.0f} s)" for run in runs)
+                + (
+                    "; drafting is on, and the probe's text does not repeat: a run whose answers loop can beat its floor"
+                    if speculative != "none"
+                    else ""
+                ),
                 flush=True,
             )
 
