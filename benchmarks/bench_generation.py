@@ -5,7 +5,7 @@
     python benchmarks/bench_generation.py --slots 8 --n-samples 48
     python benchmarks/bench_generation.py --repeats 3             # the new side 3 times, the median reported
     python benchmarks/bench_generation.py --only new --n-samples 128 --max-tokens 400   # runaway answers cut sooner
-    python benchmarks/bench_generation.py --n-samples 128 --repeats 3 --speculative none  # without drafting repeats
+    python benchmarks/bench_generation.py --only new --n-samples 128 --repeats 3 --speculative ngram-simple  # drafting
 
 The same model and the same fixed set of real generation tasks run against each server in one process,
 one after the other (each server alone on the machine, a fresh empty call cache each, so nothing is
@@ -218,7 +218,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     llm_base = _yaml("parameters_llm.yml")["llm"]
-    speculative = args.speculative or llm_base["server"].get("speculative", "ngram-simple")
+    speculative = args.speculative or llm_base["server"].get("speculative", "none")
     if args.max_tokens:
         llm_base["max_tokens"] = args.max_tokens
     generation = _yaml("parameters_generation.yml")["generation"]

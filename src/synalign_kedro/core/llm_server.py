@@ -10,11 +10,11 @@ is interrupted (the Kedro hook calls :func:`stop_all`; ``atexit`` and a parent-d
   that many calls at once), a per-slot context of ``n_ctx``, prompt caching with ``--cache-reuse`` so the
   shared prompt prefix is not recomputed, llama.cpp's JSON-schema grammar for ``response_format``
   (``json_object`` + schema and ``json_schema`` alike), no busy-polling threads (``--poll 0``: on a shared
-  CPU the default spin showed as half the time in the kernel), speculative decoding of repeats
+  CPU the default spin showed as half the time in the kernel), optionally speculative decoding of repeats
   (``speculative: ngram-simple``: where the last 12 tokens occurred before in the context, the 48 that followed
   them there are drafted and checked in one batch; each token is still sampled from the model, so the answers'
-  distribution does not change, and an answer that loops is written several times faster), and a request that the client abandons
-  (timeout, interrupted run) is cancelled when its connection closes; ``--timeout`` bounds a stuck
+  distribution does not change; off by default: no gain was measured, docs/generation.md), and a request that
+  the client abandons (timeout, interrupted run) is cancelled when its connection closes; ``--timeout`` bounds a stuck
   connection.
 - ``llama_cpp_python``: ``python -m llama_cpp.server`` from llama-cpp-python, one request at a time (its
   endpoints carry ``max_concurrency=1`` so the client does not queue calls that would time out waiting).
@@ -495,5 +495,5 @@ def resolve_endpoint(llm: dict) -> Endpoint | list[Endpoint]:
         cache_reuse=int(server.get("cache_reuse", 256)),
         request_timeout=float(server.get("request_timeout") or llm.get("timeout") or 600),
         extra_args=tuple(server.get("extra_args") or ()),
-        speculative=str(server.get("speculative", "ngram-simple")),  # ServerSettings' default
+        speculative=str(server.get("speculative", "none")),
     )

@@ -33,9 +33,9 @@ class ServerSettings(BaseModel):
     n_gpu_layers: int = 0
     cache_reuse: int = Field(256, ge=0)
     speculative: Literal["none", "ngram-simple"] = Field(
-        "ngram-simple",
+        "none",
         description="llama_server --spec-type: ngram-simple drafts the continuation of a repeated token run from "
-        "the context (lossless: every token is still sampled from the model)",
+        "the context (lossless: every token is still sampled from the model); measured no faster here, so off",
     )
     request_timeout: float | None = Field(None, gt=0, description="llama_server --timeout; default llm.timeout")
     startup_timeout: float = Field(180.0, gt=0)
