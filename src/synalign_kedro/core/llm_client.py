@@ -469,8 +469,8 @@ class LLMClient:
         By default the request is asked afresh, its last user message followed by the error: measured on the
         embedded 1.5B model, a re-ask that showed the rejected answer got that same answer back, verbatim: the
         benchmark runs in docs/results made 122 such re-asks and ended with 121 failed tasks (docs/generation.md,
-        "Re-asks"). The prefix
-        before the note is the original prompt's, so the server's prompt cache still serves it.
+        "Re-asks"). The prefix before the note is the original prompt's, so the server's prompt cache still
+        serves it.
         ``llm.reask_shows_answer`` continues the conversation instead (the rejected answer, then the error as
         the next user turn), for models that can mend an answer they are shown."""
         note = self.reask_template.format(error=error)

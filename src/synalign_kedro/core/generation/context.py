@@ -168,13 +168,16 @@ def pool_rows(result: TaskResult, call: SampleCall, method: str, model: str, all
     if not result.ok and allow_salvage:
         seen: set[str] = set()
         for candidate in reversed(result.raw_responses):
+            if len(texts) >= call.asked:
+                break
             try:
                 samples = call.salvage(extract_json(candidate))
             except Exception:  # noqa: BLE001 - nothing usable in this answer
                 continue
             for text in samples:
-                if duplicate_key(text) not in seen and len(texts) < call.asked:
-                    seen.add(duplicate_key(text))
+                key = duplicate_key(text)
+                if key not in seen and len(texts) < call.asked:
+                    seen.add(key)
                     texts.append((text, candidate))
     prompt_hash = short_hash(call.messages)
     return [
