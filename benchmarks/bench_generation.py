@@ -6,6 +6,7 @@
     python benchmarks/bench_generation.py --repeats 3             # the new side 3 times, the median reported
     python benchmarks/bench_generation.py --only new --n-samples 128 --max-tokens 400   # runaway answers cut sooner
     python benchmarks/bench_generation.py --only new --n-samples 128 --repeats 3 --speculative ngram-simple  # drafting
+    python benchmarks/bench_generation.py --only new --n-samples 128 --repeats 3 --stop-failing-answers false
 
 The same model and the same fixed set of real generation tasks run against each server in one process,
 one after the other (each server alone on the machine, a fresh empty call cache each, so nothing is
@@ -18,7 +19,8 @@ own ``core.generation.generate_pool`` with the project's prompts, validation and
   (``max_concurrency: 1``): what the project ran before.
 - ``new``: ``llama-server`` built by ``make llama-server`` with ``--slots`` parallel slots, continuous
   batching, prefix caching and (``llm.server.speculative``, ``--speculative``) n-gram drafting of repeated
-  token runs, driven with ``max_concurrency`` = slots.
+  token runs, driven with ``max_concurrency`` = slots; its answers are streamed and one that is certain to fail
+  (a repeated sample) is stopped there and re-asked (``llm.stop_failing_answers``, ``--stop-failing-answers``).
 
 Demonstration batches: the exploration pipeline picks them with embeddings and a GP; to keep this benchmark
 about serving, batches of ``max_demonstrations`` texts per label are drawn with a fixed seed from
@@ -153,6 +155,7 @@ def run_one(name: str, llm: dict, inputs: dict) -> dict:
         "tasks": report["tasks"],
         "answers": answers,
         "reasks": report["reasks"],
+        "stopped": report["stopped"],  # answers stopped early, certain to fail (llm.stop_failing_answers)
         "failed_tasks": report["failed_tasks"],
         "cache_hits": report["cache_hits"],
         "valid_samples": int(len(pool)),
@@ -171,7 +174,8 @@ def run_one(name: str, llm: dict, inputs: dict) -> dict:
         f"{name:>3} ({result['backend']}, concurrency {result['concurrency']}): {wall:.0f} s, "
         f"{result['valid_samples']} valid samples ({result['valid_samples_per_s']:.3f}/s), "
         f"{result['completion_tokens']} completion tokens ({result['completion_tokens_per_s']:.1f}/s), "
-        f"{answers} answers for {result['tasks']} tasks ({result['reasks']} re-asks, {result['failed_tasks']} failed), "
+        f"{answers} answers for {result['tasks']} tasks ({result['reasks']} re-asks, {result['failed_tasks']} failed, "
+        f"{result['stopped']} stopped early), "
         f"{result['prompt_tokens']} prompt tokens ({result['server_cached_prompt_tokens']} from the server's cache), "
         f"valid share {result['valid_share']:.2f}, load {result['load_avg_1min_before']}->{result['load_avg_1min_after']}",
         flush=True,
@@ -209,6 +213,11 @@ def main() -> int:
         help="the new side's llm.server.speculative (default: conf/base): ngram-simple drafts repeated token runs",
     )  # fmt: skip
     parser.add_argument(
+        "--stop-failing-answers", choices=["auto", "true", "false"], default=None,
+        help="the new side's llm.stop_failing_answers (default: conf/base); the old side's server has no per-token "
+        "timings, so auto leaves it off there",
+    )  # fmt: skip
+    parser.add_argument(
         "--server-args", default="", help="more llama-server flags for the new side, e.g. '--spec-type ngram-simple'"
     )
     args = parser.parse_args()
@@ -219,6 +228,7 @@ def main() -> int:
 
     llm_base = _yaml("parameters_llm.yml")["llm"]
     speculative = args.speculative or llm_base["server"].get("speculative", "none")
+    stop_new = {"auto": "auto", "true": True, "false": False}.get(args.stop_failing_answers, llm_base.get("stop_failing_answers", "auto"))
     if args.max_tokens:
         llm_base["max_tokens"] = args.max_tokens
     generation = _yaml("parameters_generation.yml")["generation"]
@@ -252,6 +262,7 @@ def main() -> int:
         "llama_server": str(llm_server.find_llama_server()),
         "server_args_new": args.server_args,
         "speculative_new": speculative,
+        "stop_failing_answers_new": stop_new,
     }
     print("bench_generation:", json.dumps(header), flush=True)
 
@@ -266,6 +277,7 @@ def main() -> int:
                 "max_concurrency": concurrency,
                 "cache_dir": str(Path(scratch) / name),  # fresh and empty: nothing is replayed
                 "show_progress": False,
+                "stop_failing_answers": stop_new if name == "new" else llm_base.get("stop_failing_answers", "auto"),
                 "server": {
                     **llm_base["server"],
                     "backend": backend,
@@ -311,7 +323,7 @@ def main() -> int:
     summary = {**header}
     for name, result in results.items():
         for key in ("valid_samples_per_s", "completion_tokens_per_s", "valid_share", "wall_s", "valid_samples",
-                    "answers", "failed_tasks", "concurrency", "load_avg_1min_before", "load_avg_1min_after",
+                    "answers", "failed_tasks", "stopped", "concurrency", "load_avg_1min_before", "load_avg_1min_after",
                     "slot_seconds", "prompt_tokens", "server_cached_prompt_tokens", "floor_s"):  # fmt: skip
             if key in result:  # floor_s: the new side only
                 summary[f"{key}_{name}"] = result[key]

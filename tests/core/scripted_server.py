@@ -12,6 +12,9 @@ concurrent client do not keep; a test that needs a given task to get a given ans
 - ``"garbage"`` (no JSON), ``"truncated"`` (JSON cut in the middle, as a server cuts an answer at the request's
   ``max_tokens``: that many completion tokens, finish_reason ``length``), ``"empty"`` (empty content),
   ``"few"`` (one sample only), ``"copy"`` (copies a demonstration text from the prompt verbatim);
+- ``"loop"``: a samples answer that writes its first sample again and again (a small model's loop), each
+  repeat long, so an answer stopped at the first repeat saves most of it;
+- ``"badstream"``: a streamed answer whose second event is not JSON (an ordinary answer when not streamed);
 - ``"429"`` / ``"500"``: that HTTP status; ``"stall"``: sleeps ``stall_seconds`` before answering ok
   (longer than the client's timeout); ``"close"``: drops the connection without answering;
 - transport-level garbage with HTTP 200: ``"nochoices"`` (``{"choices": []}``), ``"plaintext"`` (a
@@ -20,6 +23,12 @@ concurrent client do not keep; a test that needs a given task to get a given ans
 
 :meth:`ScriptedLLMServer.kill` makes the server die mid-run: requests in flight get their connection
 dropped and the port stops listening.
+
+A request with ``"stream": true`` gets its answer as server-sent events of ``stream_piece`` characters each,
+``stream_delay`` seconds apart, then a usage event (``stream_options.include_usage``) and ``[DONE]``; with
+``"timings_per_token": true`` every event carries llama-server's ``timings`` (``cache_n``, ``prompt_n``,
+``predicted_n``). ``stream_events`` records, per streamed request, how many content events were written before
+the answer ended or the client left (``stream_left``: how many streams the client left early).
 
 Every request body is recorded in ``calls`` (in arrival order) so tests can count calls.
 """
@@ -81,6 +90,14 @@ def following_answer(body: dict) -> str:
     return json.dumps({"samples": [f"{missing.group(1)}: {text}" for text in samples]})
 
 
+def _loop_answer(body: dict) -> str:
+    """``{"samples": [...]}`` with the asked number of items, every one after the first a repeat of it."""
+    schema = (body.get("response_format") or {}).get("schema") or {}
+    n = schema.get("properties", {}).get("samples", {}).get("minItems", 3)
+    text = "a scripted sample that the model will write again and again, " * 3
+    return json.dumps({"samples": [text.strip()] * n})
+
+
 def _first_demonstration(body: dict) -> str:
     for message in body.get("messages", []):
         if (m := re.search(r'"text": "((?:[^"\\]|\\.)*)"', message["content"])) is not None:
@@ -110,6 +127,10 @@ class ScriptedLLMServer:
         # (usage.prompt_tokens_details.cached_tokens, as llama-server, vLLM and OpenAI report it)
         self.cached_prompt_tokens: int | None = None
         self.in_flight = 0
+        self.stream_piece = 4
+        self.stream_delay = 0.0
+        self.stream_events: list[int] = []
+        self.stream_left = 0
         self.max_in_flight = 0  # most requests handled at once
         self._lock = threading.Lock()
         server = self
@@ -181,6 +202,8 @@ class ScriptedLLMServer:
                     "truncated": lambda: valid_answer(body)[: max(5, len(valid_answer(body)) // 2)],
                     "empty": lambda: "",
                     "few": lambda: json.dumps({"samples": ["only one scripted sample here"]}),
+                    "loop": lambda: _loop_answer(body),
+                    "badstream": lambda: valid_answer(body),
                     "copy": lambda: json.dumps(
                         {
                             "samples": [_first_demonstration(body)] * 1
@@ -197,6 +220,9 @@ class ScriptedLLMServer:
                         self.connection.close()
                         return
                     server.answered.append(body)
+                if body.get("stream"):
+                    self._stream(body, content, action)
+                    return
                 self._send(
                     200,
                     {
@@ -223,6 +249,40 @@ class ScriptedLLMServer:
                         },
                     },
                 )
+
+            def _stream(self, body: dict, content: str, action: str) -> None:
+                self._leave()
+                pieces = [content[i : i + server.stream_piece] for i in range(0, len(content), server.stream_piece)]
+                written = 0
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for index, piece in enumerate(pieces):
+                        if action == "badstream" and index == 1:
+                            self.wfile.write(b"data: {not json\n\n")
+                            self.wfile.flush()
+                            break
+                        event = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                        if body.get("timings_per_token"):
+                            event["timings"] = {"cache_n": 4, "prompt_n": 6, "predicted_n": index + 1}
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        written += 1
+                        time.sleep(server.stream_delay)
+                    else:
+                        usage = {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
+                        self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+                        self.wfile.write(b"data: [DONE]\n\n")
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    with server._lock:
+                        server.stream_left += 1
+                finally:
+                    with server._lock:
+                        server.stream_events.append(written)
+                self.close_connection = True
 
             def _send(self, status: int, payload: dict) -> None:
                 self._send_raw(status, "application/json", json.dumps(payload).encode())

@@ -49,3 +49,32 @@ def extract_json(text: str | None):
     if saw_start:
         raise JSONExtractionError("the answer holds no complete JSON value (truncated or malformed JSON)")
     raise JSONExtractionError("the answer holds no JSON object or array")
+
+
+def complete_items(text: str | None) -> list:
+    """The complete elements of the first JSON array in ``text``, even when the answer stops inside the array.
+
+    For an answer cut off at ``max_tokens`` or stopped early (``{"samples": ["a", "b", "c…``): the elements
+    before the cut, each decoded whole (``"a"``, ``"b"``); the unfinished one is dropped, not guessed. Meant for
+    answers of a schema with one array (``{"samples": [...]}``): the first ``[`` of the text is taken as that
+    array's start. Empty when the text has no ``[``.
+    """
+    if not text:
+        return []
+    start = text.find("[")
+    if start < 0:
+        return []
+    decoder = json.JSONDecoder(strict=False)
+    items, position, length = [], start + 1, len(text)
+    while True:
+        while position < length and text[position] in " \t\r\n,":
+            position += 1
+        if position >= length or text[position] == "]":
+            return items
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:  # the element the text stops in
+            return items
+        if position >= length:  # a number or word cut short would decode too: only a delimiter ends an element
+            return items if not isinstance(value, str | dict | list) else items + [value]
+        items.append(value)

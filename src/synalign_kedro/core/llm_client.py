@@ -71,7 +71,7 @@ from tqdm.auto import tqdm
 from .json_extract import JSONExtractionError, extract_json
 from .llm_cache import CachedCall, LLMCallCache, call_key
 from .llm_endpoints import CallAbandonedError, EndpointPool, NoEndpointLeftError
-from .llm_response import ChatAnswer, MalformedResponseError, parse_chat_completion
+from .llm_response import ChatAnswer, MalformedResponseError, parse_chat_completion, read_chat_stream
 from .llm_server import Endpoint
 from .llm_settings import EndpointSettings, LLMSettings, ServerSettings
 from .llm_tracing import trace_llm_call
@@ -118,6 +118,9 @@ class ChatTask:
     ``items``: how many items (samples, values) the task asks for, for the progress line's "kept k/n"; by
     default read from ``json_schema`` (the ``maxItems`` of its one array property), else one answer per task.
     A validated answer keeps the length of its value when that is a list.
+    ``stop_check(partial answer text) -> str`` names a rejection that is certain before the answer ends (e.g. a
+    repeated sample, :func:`~synalign_kedro.core.generation.answers.sample_stop_check`), else "": a streamed
+    answer is stopped there (``llm.stop_failing_answers``), and it is the error of an answer whose JSON is cut off.
     """
 
     task_id: str
@@ -127,6 +130,7 @@ class ChatTask:
     validate: Callable[[Any], Any]
     seed_offset: int = 0
     items: int | None = None
+    stop_check: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -165,6 +169,7 @@ class LLMUsage:
     failures: int = 0
     refreshed: int = 0  # calls made again for answers that had failed validation (retry_failed)
     truncated: int = 0  # answers (cached or not) that used all of llm.max_tokens: cut off, usually invalid JSON
+    stopped: int = 0  # answers stopped while streaming, once certain to fail (llm.stop_failing_answers)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
@@ -287,19 +292,50 @@ class LLMClient:
         """Calls and failures per endpoint (empty when every call came from the cache)."""
         return self._pool.report() if self._pool is not None else []
 
-    def _request(self, state, messages: list[dict], sampling: dict) -> ChatAnswer:
-        extra = {key: sampling[key] for key in ("response_format", "top_p") if key in sampling}
-        raw = state.client.chat.completions.with_raw_response.create(
-            model=state.endpoint.model,
-            messages=messages,
-            temperature=sampling["temperature"],
-            max_tokens=sampling["max_tokens"],
-            seed=sampling["seed"],
-            **extra,
-        )
-        return parse_chat_completion(raw.http_response, state.endpoint.base_url)
+    def _streams(self, endpoint: Endpoint) -> bool:
+        """Whether answers to ``endpoint`` are streamed so that one certain to fail can be stopped
+        (``llm.stop_failing_answers``; ``auto``: the embedded llama-server, whose per-token timings give a
+        stopped answer's exact token counts)."""
+        setting = self.settings.stop_failing_answers
+        return endpoint.server == "llama_server" if setting == "auto" else bool(setting)
 
-    def _network_call(self, messages: list[dict], sampling: dict, usage: LLMUsage) -> CachedCall:
+    def _request(
+        self, state, messages: list[dict], sampling: dict, stop_check: Callable[[str], str] | None = None
+    ) -> ChatAnswer:
+        extra = {key: sampling[key] for key in ("response_format", "top_p") if key in sampling}
+        common = {
+            "model": state.endpoint.model,
+            "messages": messages,
+            "temperature": sampling["temperature"],
+            "max_tokens": sampling["max_tokens"],
+            "seed": sampling["seed"],
+            **extra,
+        }
+        # without a schema the grammar does not bound the number of items, so no partial answer is certain to fail
+        if stop_check is None or "response_format" not in sampling or not self._streams(state.endpoint):
+            raw = state.client.chat.completions.with_raw_response.create(**common)
+            return parse_chat_completion(raw.http_response, state.endpoint.base_url)
+        raw = state.client.chat.completions.with_raw_response.create(
+            **common,
+            stream=True,
+            stream_options={"include_usage": True},
+            # llama-server: token counts in every event, so a stopped answer's are exact
+            extra_body={"timings_per_token": True} if state.endpoint.server == "llama_server" else None,
+        )
+        return read_chat_stream(
+            raw.http_response,
+            state.endpoint.base_url,
+            stop_check,
+            deadline=time.monotonic() + self.settings.timeout,
+        )
+
+    def _network_call(
+        self,
+        messages: list[dict],
+        sampling: dict,
+        usage: LLMUsage,
+        stop_check: Callable[[str], str] | None = None,
+    ) -> CachedCall:
         pool: EndpointPool | None = getattr(self._local, "pool", None) or self._pool
         assert pool is not None
         if pool.aborted:
@@ -333,7 +369,7 @@ class LLMClient:
                     endpoint = pool.acquire()
                     last_url[0] = endpoint.endpoint.base_url
                     try:
-                        answer = self._request(endpoint, messages, sampling)
+                        answer = self._request(endpoint, messages, sampling, stop_check)
                     except BaseException as error:
                         pool.release(endpoint, error, counts=_is_transient(error))
                         raise
@@ -363,6 +399,7 @@ class LLMClient:
                 ) from error
             raise
         usage.server_cached_prompt_tokens += answer.server_cached_prompt_tokens
+        usage.stopped += int(bool(answer.stopped))
         return CachedCall(
             text=answer.content,
             prompt_tokens=answer.prompt_tokens,
@@ -404,7 +441,7 @@ class LLMClient:
             if cached is None
             else {**sampling, "seed": sampling["seed"] + self.REFRESH_SEED_STRIDE * (attempts - 1)}
         )
-        call = self._network_call(messages, asked, usage)
+        call = self._network_call(messages, asked, usage, task.stop_check)
         value, error = _validate(task, call.text)
         # stored under the key of the logical call (the original seed), so later runs replay the new answer
         self.cache.put(
@@ -766,7 +803,12 @@ _INVALID_ANSWER = (
 def _validate(task: ChatTask, text: str) -> tuple[Any, str]:
     """(value, "") when ``text`` passes the task's validation, else (None, the short error for a re-ask)."""
     try:
-        return task.validate(extract_json(text)), ""
+        parsed = extract_json(text)
+    except JSONExtractionError as unreadable:  # cut off (max_tokens) or stopped early: its certain rejection
+        rejection = task.stop_check(text) if task.stop_check is not None else ""
+        return None, rejection or str(unreadable)
+    try:
+        return task.validate(parsed), ""
     except _INVALID_ANSWER as invalid:  # wrong shape
         return None, _short_error(invalid) or type(invalid).__name__
 

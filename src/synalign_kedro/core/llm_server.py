@@ -65,6 +65,7 @@ class Endpoint:
     identity: str
     api_key: str = field(default="sk-no-key-required", repr=False)
     max_concurrency: int = 0  # calls this endpoint serves at once; 0 = the client's llm.max_concurrency
+    server: str = ""  # "llama_server" / "llama_cpp_python" for the embedded servers; "" for a remote endpoint
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -375,7 +376,8 @@ def embedded_endpoint(
             server.start()
             _SERVERS[key] = server
         return Endpoint(
-            base_url=server.base_url, model=server.alias, identity=f"embedded:{model_identity(path)}", max_concurrency=slots
+            base_url=server.base_url, model=server.alias, identity=f"embedded:{model_identity(path)}", max_concurrency=slots,
+            server=chosen,
         )
 
 

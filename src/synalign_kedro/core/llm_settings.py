@@ -65,6 +65,11 @@ class LLMSettings(BaseModel):
     timeout: float = Field(120.0, gt=0)
     max_concurrency: int = Field(1, ge=1)
     max_retries: int = Field(2, ge=0, description="re-asks after a malformed answer")
+    stop_failing_answers: Literal["auto"] | bool = Field(
+        "auto",
+        description="stream answers and stop one as soon as it is certain to fail validation (e.g. a repeated "
+        "sample), then re-ask; auto: on for the embedded llama-server (exact token counts of a stopped answer)",
+    )
     reask_shows_answer: bool = Field(
         False,
         description="a re-ask continues the conversation after the rejected answer (true), or asks the request "

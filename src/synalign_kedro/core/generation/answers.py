@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationInfo, create_model, field_validator
 
+from ..json_extract import complete_items
 from .config import GenerationConfigError
 
 
@@ -114,38 +115,52 @@ class SampleSet(BaseModel):
     def _check(cls, samples: list[str], info: ValidationInfo) -> list[str]:
         context = info.context or {}
         n = int(context.get("n", 1))
-        min_words = int(context.get("min_words", 1))
-        demonstrations = context.get("demonstrations", set())
-        lenient = bool(context.get("lenient", False))
-        kept, seen, problems = [], set(), []
-        for index, raw in enumerate(samples):
-            text = " ".join(raw.split())
-            if (
-                len(text) > 2 and text[0] == "<" and text[-1] == ">"
-            ):  # "<a real text>": the format's brackets kept
-                text = text[1:-1].strip()
-            norm = duplicate_key(text)
-            if len(text.split()) < min_words:
-                problems.append(f"sample {index + 1} is empty or shorter than {min_words} words")
-            elif is_placeholder(text):
-                problems.append(f"sample {index + 1} ({text!r}) copies the format example; write a real text")
-            elif norm in demonstrations:
-                problems.append(f"sample {index + 1} copies an example verbatim; write new text")
-            elif norm in seen:
-                problems.append(f"sample {index + 1} repeats another sample")
-            else:
-                seen.add(norm)
-                kept.append(text)
-        if lenient:
+        kept, problems = sample_problems(samples, int(context.get("min_words", 1)), context.get("demonstrations", set()))
+        if bool(context.get("lenient", False)):
             return kept[:n]
-        copies = [p for p in problems if "verbatim" in p]
-        if copies:
-            raise ValueError("; ".join(copies[:4]))
-        if problems and len(kept) < n:
-            raise ValueError("; ".join(problems[:4]) + f"; {n} distinct samples are needed")
+        error = rejection(problems, n, len(kept))
+        if error:
+            raise ValueError(error)
         if len(kept) < n:
             raise ValueError(f"only {len(kept)} usable samples, {n} were asked for")
         return kept[:n]
+
+
+def sample_problems(samples: Sequence[str], min_words: int, demonstrations: set[str]) -> tuple[list[str], list[str]]:
+    """(the usable samples, in order; what is wrong with each of the others, in order).
+
+    A sample is unusable when it is shorter than ``min_words`` words, a copy of the format example, a copy of a
+    demonstration (``demonstrations`` holds their :func:`duplicate_key`) or a repeat of an earlier sample."""
+    kept, seen, problems = [], set(), []
+    for index, raw in enumerate(samples):
+        text = " ".join(raw.split())
+        if len(text) > 2 and text[0] == "<" and text[-1] == ">":  # "<a real text>": the format's brackets kept
+            text = text[1:-1].strip()
+        norm = duplicate_key(text)
+        if len(text.split()) < min_words:
+            problems.append(f"sample {index + 1} is empty or shorter than {min_words} words")
+        elif is_placeholder(text):
+            problems.append(f"sample {index + 1} ({text!r}) copies the format example; write a real text")
+        elif norm in demonstrations:
+            problems.append(f"sample {index + 1} copies an example verbatim; write new text")
+        elif norm in seen:
+            problems.append(f"sample {index + 1} repeats another sample")
+        else:
+            seen.add(norm)
+            kept.append(text)
+    return kept, problems
+
+
+def rejection(problems: list[str], n: int, kept: int = 0) -> str:
+    """The re-ask message for an answer with these ``problems`` and ``kept`` usable samples of the ``n`` asked:
+    a verbatim copy of a demonstration always rejects it; other problems only when fewer than ``n`` samples are
+    usable. Empty when the answer is not rejected for its problems."""
+    copies = [p for p in problems if "verbatim" in p]
+    if copies:
+        return "; ".join(copies[:4])
+    if problems and kept < n:
+        return "; ".join(problems[:4]) + f"; {n} distinct samples are needed"
+    return ""
 
 
 def samples_json_schema(n: int) -> dict:
@@ -180,6 +195,26 @@ def sample_validator(n: int, min_words: int, demonstrations: Sequence[str] = ())
         ).samples
 
     return validate, salvage
+
+
+def sample_stop_check(n: int, min_words: int, demonstrations: Sequence[str] = ()):
+    """``check(partial_text) -> str``: the rejection of a samples answer that is certain before it ends, else "".
+
+    Reads the samples the text completes so far (:func:`~synalign_kedro.core.json_extract.complete_items`:
+    an answer still streaming, or cut off at ``max_tokens``). Under the schema of :func:`samples_json_schema`,
+    which the server's grammar enforces, an answer holds at most ``n`` samples, so one unusable sample (a repeat,
+    a copy, a placeholder, too short) already means fewer than ``n`` usable ones: the answer is rejected whatever
+    follows, with the message :class:`SampleSet` gives it. The LLM client stops streaming such an answer there
+    (``llm.stop_failing_answers``): the small models' loops, one sample written again and again until
+    ``max_tokens``, end at the first repeat (docs/generation.md, "Stopping answers that fail")."""
+    demonstration_keys = {duplicate_key(t) for t in demonstrations}
+
+    def check(text: str) -> str:
+        items = SampleSet._texts(complete_items(text))
+        kept, problems = sample_problems(items, min_words, demonstration_keys)
+        return rejection(problems, n, len(kept)) if problems else ""
+
+    return check
 
 
 def values_schema(n: int) -> dict:

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..json_extract import extract_json
+from ..json_extract import JSONExtractionError, complete_items, extract_json
 from ..llm_client import ChatTask, LLMClient, LLMUsage, TaskResult
-from .answers import duplicate_key, sample_validator, samples_json_schema
+from .answers import duplicate_key, sample_stop_check, sample_validator, samples_json_schema
 from .config import MethodConfig, PromptTemplates
 from .prompts import messages
 
@@ -85,7 +85,10 @@ class GenerationContext:
         """The samples task every method sends: n samples, validated against the demonstrations it saw."""
         validate, salvage = sample_validator(n, self.config.min_words, demonstrations)
         prompt = messages(self.prompts.system, user)
-        task = ChatTask(task_id, prompt, "samples", samples_json_schema(n), validate, seed_offset=seed_offset)
+        task = ChatTask(
+            task_id, prompt, "samples", samples_json_schema(n), validate, seed_offset=seed_offset,
+            stop_check=sample_stop_check(n, self.config.min_words, demonstrations),
+        )  # fmt: skip
         return SampleCall(task, label, batch_id, summary, prompt, salvage, n)
 
     def run_sample_calls(
@@ -158,6 +161,14 @@ def short_hash(*parts: Any, length: int = 16) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
 
 
+def _answer_json(text: str):
+    """The JSON of an answer, or the samples it completed before it was cut off or stopped early."""
+    try:
+        return extract_json(text)
+    except JSONExtractionError:
+        return complete_items(text)
+
+
 def pool_rows(result: TaskResult, call: SampleCall, method: str, model: str, allow_salvage: bool) -> list[dict]:
     """The pool rows of one answer. After the last failed re-ask, when ``allow_salvage``: the valid samples of
     all the task's answers, latest first, each text once (:func:`duplicate_key`), at most ``call.asked``; each row
@@ -171,7 +182,7 @@ def pool_rows(result: TaskResult, call: SampleCall, method: str, model: str, all
             if len(texts) >= call.asked:
                 break
             try:
-                samples = call.salvage(extract_json(candidate))
+                samples = call.salvage(_answer_json(candidate))
             except Exception:  # noqa: BLE001 - nothing usable in this answer
                 continue
             for text in samples:
