@@ -41,13 +41,14 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: browser help setup models models-small models-mpnet llama-server run run-test test bench bench-generation bench-value viz lint clean-data
+.PHONY: browser help setup models models-small models-mpnet llama-server run run-test test bench bench-generation bench-kedro-run bench-value viz lint clean-data
 
 help:
 	@echo "make run     set up (venv, deps, embedded models) and run the main job: kedro run"
 	@echo "make test    set up and run the tests"
 	@echo "make run-test  kedro run --env test (tiny, SmolLM2-135M)"
 	@echo "make bench   run the benchmarks (make bench-generation: the LLM servers, 20-30 min)"
+	@echo "make bench-kedro-run  the default kedro run before and after issue 12's serving change (~20 min)"
 	@echo "make bench-value  the few-shot value benchmark (issue 13; results in data/08_reporting, see docs/value.md)"
 	@echo "make llama-server  build llama.cpp's llama-server into .venv/bin (part of setup; ~11 min once)"
 	@echo "make viz     build the kedro-viz static site into build/viz"
@@ -139,6 +140,10 @@ bench: setup
 # about 20-30 minutes on 2 cores (docs/generation.md)
 bench-generation: models
 	$(PY) benchmarks/bench_generation.py $(ARGS)
+
+# The default kedro run twice, before (llama-cpp-python's server, one request at a time) and after issue 12 (~20 min)
+bench-kedro-run: models
+	$(PY) benchmarks/bench_kedro_run.py --out docs/results/kedro_run_before_after.json
 
 # Few-shot value benchmark: real + SynAlign against real alone, held-out distribution metrics in two embedding
 # spaces (docs/value.md). ARGS="--publish" also copies the results to docs/results/.

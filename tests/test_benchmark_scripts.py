@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_generation import busy_floor, server_rates  # noqa: E402
+from bench_kedro_run import method_usage  # noqa: E402
 from compare_runs import paired_rows, same_real_subsets  # noqa: E402
 
 from synalign_kedro.core import llm_server  # noqa: E402
@@ -90,3 +91,16 @@ def test_server_rates_evaluates_each_prompt_once_then_decodes_every_slot_from_it
         assert rates["prompt_tokens"] > 60 and rates["prefill_tokens_per_s"] > 0 and rates["decode_tokens_per_s"] > 0
         # decoding re-evaluates at most the prompt's last token per slot: the prompt came from the slot's cache
         assert rates["decode_prompt_tokens_evaluated"] <= 2 and rates["decode_streams"] == 2
+
+
+def test_kedro_run_benchmark_reads_only_the_usage_reports_of_its_own_run(tmp_path):
+    report = {"n_samples_generated": 37, "n_samples_requested": 40, "calls": 11, "cache_hits": 0, "reasks": 2,
+              "stopped": 1, "failed_tasks": 1, "prompt_tokens": 3830, "completion_tokens": 1438}  # fmt: skip
+    (tmp_path / "llm_usage_synalign.json").write_text(json.dumps(report))
+    written = (tmp_path / "llm_usage_synalign.json").stat().st_mtime
+    assert method_usage("synalign", written - 1, tmp_path) == {
+        "kept": 37, "requested": 40, "llm_calls": 11, "from_cache": 0, "reasks": 2, "stopped": 1,
+        "failed_tasks": 1, "prompt_tokens": 3830, "completion_tokens": 1438,
+    }  # fmt: skip
+    assert method_usage("synalign", written + 1, tmp_path) is None  # an earlier run's report
+    assert method_usage("simprompt", 0, tmp_path) is None  # not run
