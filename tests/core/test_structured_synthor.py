@@ -107,7 +107,7 @@ def test_malformed_and_out_of_domain_plans_are_reasked_through_the_project_clien
     answers = iter(["Sure, here it is!", json.dumps(plan(proposal1={**GOOD, "proposal": {**GOOD["proposal"], "mode": "walk"}})), json.dumps(plan(proposal1=GOOD))])
     seen: list[list[dict]] = []
 
-    def request(state, messages, sampling):
+    def request(state, messages, sampling, stop_check=None):
         seen.append(messages)
         return ChatAnswer(next(answers), 0, 0)
 
