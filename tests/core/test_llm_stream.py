@@ -56,7 +56,7 @@ def streaming_client(server: ScriptedLLMServer, tmp_path, kind: str = "llama_ser
 @pytest.fixture
 def server():
     with ScriptedLLMServer() as s:
-        s.stream_delay = 0.002
+        s.stream_delay = 0.01  # a looping answer takes 1.5 s: the client leaves it long before its end
         yield s
 
 
@@ -153,7 +153,8 @@ def test_a_stream_past_the_timeout_is_stopped(server, tmp_path):
     while not server.stream_events and time.monotonic() < deadline:  # the server notices the client left
         time.sleep(0.05)
     answer_events = len(valid_answer(server.calls[0])) / 4
-    assert server.stream_events == [pytest.approx(11, abs=4)] and answer_events > 30 and server.stream_left == 1
+    # about 10 events in the 1 s, a few more written before the server sees the client gone
+    assert answer_events > 30 and server.stream_events[0] < answer_events - 8 and server.stream_left == 1
 
 
 def test_complete_items_of_a_cut_off_answer():
