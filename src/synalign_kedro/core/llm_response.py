@@ -72,13 +72,18 @@ def parse_chat_completion(response: Any, base_url: str) -> ChatAnswer:
     if content is not None and not isinstance(content, str):
         raise malformed("`choices[0].message.content` is not a string")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
     return ChatAnswer(
         content or "",
         int(usage.get("prompt_tokens") or 0),
         int(usage.get("completion_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
+        _server_cached_tokens(usage),
     )
+
+
+def _server_cached_tokens(usage: dict) -> int:
+    """``usage.prompt_tokens_details.cached_tokens``, 0 where the server does not say."""
+    details = usage.get("prompt_tokens_details")
+    return int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
 
 
 def read_chat_stream(
@@ -154,12 +159,11 @@ def read_chat_stream(
                     break
     finally:
         response.close()  # mid-stream: the connection closes, so the server stops generating
-    details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
     timed_prompt = int(timings.get("cache_n") or 0) + int(timings.get("prompt_n") or 0)
     return ChatAnswer(
         "".join(parts),
         int(usage.get("prompt_tokens") or timed_prompt),
         int(usage.get("completion_tokens") or timings.get("predicted_n") or events),
-        int(details.get("cached_tokens") or timings.get("cache_n") or 0),
+        _server_cached_tokens(usage) or int(timings.get("cache_n") or 0),
         stopped,
     )

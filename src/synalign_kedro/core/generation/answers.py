@@ -151,7 +151,7 @@ def sample_problems(samples: Sequence[str], min_words: int, demonstrations: set[
     return kept, problems
 
 
-def rejection(problems: list[str], n: int, kept: int = 0) -> str:
+def rejection(problems: list[str], n: int, kept: int) -> str:
     """The re-ask message for an answer with these ``problems`` and ``kept`` usable samples of the ``n`` asked:
     a verbatim copy of a demonstration always rejects it; other problems only when fewer than ``n`` samples are
     usable. Empty when the answer is not rejected for its problems."""
@@ -212,7 +212,7 @@ def sample_stop_check(n: int, min_words: int, demonstrations: Sequence[str] = ()
     def check(text: str) -> str:
         items = SampleSet._texts(complete_items(text))
         kept, problems = sample_problems(items, min_words, demonstration_keys)
-        return rejection(problems, n, len(kept)) if problems else ""
+        return rejection(problems, n, len(kept))
 
     return check
 
